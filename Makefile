@@ -1,0 +1,31 @@
+# One-word targets; each is a thin wrapper around the commands the README shows.
+PY := .venv/bin/python
+
+.PHONY: run test lint fmt bench check services-up services-down
+
+run:
+	python3 scripts/dev.py run
+
+test:
+	python3 scripts/dev.py test
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+fmt:
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+bench:
+	$(PY) bench/engine.py --orders 1000000 --seed 7
+
+check: lint
+	$(PY) manage.py makemigrations --check --dry-run
+	python3 scripts/dev.py test
+
+services-up:
+	python3 scripts/dev.py services up
+
+services-down:
+	python3 scripts/dev.py services down

@@ -1,0 +1,106 @@
+"""API-key authentication for bots: HMAC-SHA256 over the request, a timestamp and a window.
+
+A client sends ``X-API-Key``, ``X-Timestamp`` (ms since the epoch),
+optionally ``X-Recv-Window`` (ms, default 5000, at most 60000) and
+``X-Signature``: the hex HMAC-SHA256, keyed with the API secret, of::
+
+    f"{timestamp}\\n{recv_window}\\n{METHOD}\\n{path_with_query}\\n{body}"
+
+(``recv_window`` as sent in the header; empty when the header is left out.)
+
+A request older than its window is refused, so a captured one cannot be
+replayed later; and each signature is remembered in Redis for the window, so
+it cannot be replayed inside it either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from accounts.models import ApiKey
+from accounts.services import api_key_secret
+from exchange_site.redis import get_redis
+
+HEADER_KEY = "HTTP_X_API_KEY"
+HEADER_TIMESTAMP = "HTTP_X_TIMESTAMP"
+HEADER_WINDOW = "HTTP_X_RECV_WINDOW"
+HEADER_SIGNATURE = "HTTP_X_SIGNATURE"
+# A client clock a little ahead of ours is tolerated, as Binance does.
+CLOCK_AHEAD_TOLERANCE_MS = 1000
+
+
+def signature_payload(*, timestamp: str, recv_window: str, method: str, path: str, body: bytes) -> bytes:
+    return f"{timestamp}\n{recv_window}\n{method.upper()}\n{path}\n".encode() + body
+
+
+def sign(secret: str, payload: bytes) -> str:
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticates requests that carry ``X-API-Key``; others fall through to the session."""
+
+    def authenticate(self, request):
+        meta = request.META
+        key = meta.get(HEADER_KEY)
+        if not key:
+            return None
+        timestamp, signature = meta.get(HEADER_TIMESTAMP, ""), meta.get(HEADER_SIGNATURE, "")
+        if not timestamp or not signature:
+            raise exceptions.AuthenticationFailed("Signed requests need X-Timestamp and X-Signature headers.")
+        # The payload signs the header as sent ("" when absent), so a client's
+        # signature never depends on the server's default window.
+        recv_window = meta.get(HEADER_WINDOW, "")
+        try:
+            ts = int(timestamp)
+            window = int(recv_window) if recv_window else settings.EXCHANGE["API_RECV_WINDOW_MS"]
+        except ValueError:
+            raise exceptions.AuthenticationFailed("X-Timestamp and X-Recv-Window must be whole milliseconds.") from None
+        if not 0 < window <= settings.EXCHANGE["API_MAX_RECV_WINDOW_MS"]:
+            raise exceptions.AuthenticationFailed(
+                f"X-Recv-Window must be between 1 and {settings.EXCHANGE['API_MAX_RECV_WINDOW_MS']} ms."
+            )
+        now = int(time.time() * 1000)
+        if ts > now + CLOCK_AHEAD_TOLERANCE_MS or now - ts > window:
+            raise exceptions.AuthenticationFailed(
+                f"The request's timestamp is outside the receive window ({window} ms); check your clock "
+                f"(server time is {now})."
+            )
+        api_key = ApiKey.objects.select_related("user").filter(key=key, revoked_at__isnull=True).first()
+        if api_key is None or not api_key.user.is_active:
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        payload = signature_payload(
+            timestamp=timestamp,
+            recv_window=recv_window,
+            method=request.method,
+            path=request.get_full_path(),
+            body=request.body,
+        )
+        if not hmac.compare_digest(sign(api_key_secret(api_key), payload), signature.lower()):
+            raise exceptions.AuthenticationFailed("The signature does not match this request.")
+        # Remember the signature for as long as it is valid: the same request twice is a replay.
+        if not get_redis().set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS):
+            raise exceptions.AuthenticationFailed("This signed request was already used; sign each request anew.")
+        return api_key.user, api_key
+
+    def authenticate_header(self, request) -> str:
+        return "X-API-Key"
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "ApiKeySignature"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "With X-Timestamp, X-Recv-Window and X-Signature (HMAC-SHA256); see the README.",
+        }

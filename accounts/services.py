@@ -1,0 +1,241 @@
+"""The only module that moves money.
+
+Every change to a balance goes through :func:`post_entries`: the entries are
+written to the ledger and summed into the balance rows in the same
+transaction.  Balance rows are locked in one fixed order (by user, then asset)
+so two writers never deadlock, and the database's ``CHECK (available >= 0)``
+refuses any change that would overdraw, however many writers race.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Asset, LedgerEntry, User
+from accounts.selectors import external_user_id
+from exchange_site.amounts import decimal_places
+from exchange_site.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+AVAILABLE = LedgerEntry.Bucket.AVAILABLE.value
+LOCKED = LedgerEntry.Bucket.LOCKED.value
+_OVERDRAW_CONSTRAINTS = ("balance_available_not_negative", "balance_locked_not_negative")
+_COPY_THRESHOLD = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger line to post; ``amount`` is signed."""
+
+    user_id: int
+    asset_id: int
+    bucket: str
+    amount: Decimal
+    reason: str
+    order_id: int | None = None
+    trade_id: int | None = None
+    note: str = ""
+
+
+def is_overdraw(error: IntegrityError) -> bool:
+    """True when ``error`` is the database refusing a negative balance."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) in _OVERDRAW_CONSTRAINTS
+
+
+def post_entries(entries: Sequence[Entry]) -> None:
+    """Write ``entries`` to the ledger and apply them to balances.
+
+    Call inside a transaction.  Raises ``IntegrityError`` (see :func:`is_overdraw`)
+    if a balance would go negative; the caller's transaction must then roll back.
+    The outside-world account has no balance row: its entries are its record.
+    """
+    if not entries:
+        return
+    external = external_user_id()
+    deltas: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for e in entries:
+        if e.user_id != external and e.amount:
+            deltas[(e.user_id, e.asset_id)][0 if e.bucket == AVAILABLE else 1] += e.amount
+    rows = sorted((key, d) for key, d in deltas.items() if d[0] or d[1])
+    with connection.cursor() as cursor:
+        if rows:
+            _apply_deltas(cursor, rows)
+        _insert_ledger(cursor, entries)
+
+
+def _apply_deltas(cursor, rows: list[tuple[tuple[int, int], list[Decimal]]]) -> None:
+    """Add each (available, locked) delta to its balance row; ``rows`` are sorted by (user, asset).
+
+    An upsert cannot do this: PostgreSQL checks ``available >= 0`` on the row it
+    proposes to insert (the bare delta) before it sees the conflict.  So: lock
+    the existing rows in key order, update them, and insert the ones missing.
+    """
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::numeric, %s::numeric)"] * len(rows))
+    params: list[object] = []
+    for (user_id, asset_id), (available, locked) in rows:
+        params += [user_id, asset_id, available, locked]
+    if len(rows) > 1:
+        keys = ", ".join(["(%s::bigint, %s::bigint)"] * len(rows))
+        cursor.execute(
+            f"SELECT 1 FROM accounts_balance WHERE (user_id, asset_id) IN ({keys})"
+            " ORDER BY user_id, asset_id FOR UPDATE",
+            [value for (key, _) in rows for value in key],
+        )
+    cursor.execute(
+        "UPDATE accounts_balance AS b SET available = b.available + v.available, locked = b.locked + v.locked"
+        f" FROM (VALUES {values}) AS v(user_id, asset_id, available, locked)"
+        " WHERE b.user_id = v.user_id AND b.asset_id = v.asset_id RETURNING b.user_id, b.asset_id",
+        params,
+    )
+    updated = set(cursor.fetchall())
+    missing = [(key, delta) for key, delta in rows if key not in updated]
+    if missing:
+        # A balance never held is zero: a negative delta fails the CHECK, i.e. an overdraw.
+        cursor.execute(
+            "INSERT INTO accounts_balance (user_id, asset_id, available, locked) VALUES "
+            + ", ".join(["(%s, %s, %s, %s)"] * len(missing))
+            + " ON CONFLICT (user_id, asset_id) DO UPDATE SET"
+            " available = accounts_balance.available + EXCLUDED.available,"
+            " locked = accounts_balance.locked + EXCLUDED.locked",
+            [value for (key, (available, locked)) in missing for value in (*key, available, locked)],
+        )
+
+
+def _insert_ledger(cursor, entries: Sequence[Entry]) -> None:
+    columns = "user_id, asset_id, bucket, amount, reason, order_id, trade_id, note"
+    ledger = [
+        (e.user_id, e.asset_id, e.bucket, e.amount, e.reason, e.order_id, e.trade_id, e.note)
+        for e in entries
+        if e.amount
+    ]
+    if len(ledger) >= _COPY_THRESHOLD:
+        with cursor.cursor.copy(f"COPY accounts_ledgerentry ({columns}) FROM STDIN") as copy:
+            for row in ledger:
+                copy.write_row(row)
+    elif ledger:
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(ledger))
+        cursor.execute(
+            f"INSERT INTO accounts_ledgerentry ({columns}) VALUES {values}",
+            [value for row in ledger for value in row],
+        )
+
+
+def _check_amount(asset: Asset, amount: Decimal) -> None:
+    if not amount.is_finite() or amount <= 0:
+        raise ApplicationError(f"The amount must be a positive number, not {amount}.", code="invalid_amount")
+    if amount >= Decimal(10) ** 18 or decimal_places(amount) > asset.precision:
+        raise ApplicationError(
+            f"{amount} is not a valid amount of {asset.symbol} (at most {asset.precision} decimals).",
+            code="invalid_amount",
+        )
+
+
+def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
+    """Credit ``amount`` of ``asset`` to ``user`` from the outside world (an operator's action)."""
+    _check_amount(asset, amount)
+    with transaction.atomic(durable=True):
+        post_entries(
+            [
+                Entry(user.id, asset.id, AVAILABLE, amount, LedgerEntry.Reason.DEPOSIT, note=note),
+                Entry(external_user_id(), asset.id, AVAILABLE, -amount, LedgerEntry.Reason.DEPOSIT, note=note),
+            ]
+        )
+    logger.info("deposit", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
+
+
+def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
+    """Pay ``amount`` of ``asset`` out of ``user``'s available balance to the outside world."""
+    _check_amount(asset, amount)
+    try:
+        with transaction.atomic(durable=True):
+            post_entries(
+                [
+                    Entry(user.id, asset.id, AVAILABLE, -amount, LedgerEntry.Reason.WITHDRAWAL, note=note),
+                    Entry(external_user_id(), asset.id, AVAILABLE, amount, LedgerEntry.Reason.WITHDRAWAL, note=note),
+                ]
+            )
+    except IntegrityError as error:
+        if is_overdraw(error):
+            raise ApplicationError(
+                f"Not enough {asset.symbol} available to withdraw {amount}.",
+                code="insufficient_funds",
+                details={"asset": asset.symbol, "amount": str(amount)},
+            ) from None
+        raise
+    logger.info("withdrawal", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
+
+
+def lock_entries(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> list[Entry]:
+    """Entries that hold ``amount`` for an order: available -> locked."""
+    return [
+        Entry(user_id, asset_id, AVAILABLE, -amount, LedgerEntry.Reason.ORDER_LOCK, order_id=order_id),
+        Entry(user_id, asset_id, LOCKED, amount, LedgerEntry.Reason.ORDER_LOCK, order_id=order_id),
+    ]
+
+
+def unlock_entries(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> list[Entry]:
+    """Entries that give back what an order no longer needs: locked -> available."""
+    return [
+        Entry(user_id, asset_id, LOCKED, -amount, LedgerEntry.Reason.ORDER_UNLOCK, order_id=order_id),
+        Entry(user_id, asset_id, AVAILABLE, amount, LedgerEntry.Reason.ORDER_UNLOCK, order_id=order_id),
+    ]
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+def _fernet() -> Fernet:
+    digest = hashlib.sha256(("api-key-secrets:" + settings.SECRET_KEY).encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def api_key_secret(api_key: ApiKey) -> str:
+    """The HMAC secret of ``api_key`` (stored encrypted with a key derived from SECRET_KEY)."""
+    return _fernet().decrypt(bytes(api_key.secret_encrypted)).decode()
+
+
+def api_key_create(*, user: User, label: str = "") -> tuple[ApiKey, str]:
+    """Create a key; return it with its secret, which is never shown again."""
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic(durable=True):
+        api_key = ApiKey.objects.create(
+            user=user,
+            label=label[:64],
+            key=secrets.token_urlsafe(24),
+            secret_encrypted=_fernet().encrypt(secret.encode()),
+        )
+    return api_key, secret
+
+
+def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
+    """Revoke one of ``user``'s keys; requests signed with it are refused from now on."""
+    with transaction.atomic(durable=True):
+        api_key = ApiKey.objects.select_for_update().filter(user=user, pk=key_id).first()
+        if api_key is None:
+            raise ApplicationError(f"You have no API key with id {key_id}.", code="api_key_not_found", status=404)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def entries_sum(entries: Iterable[Entry]) -> dict[int, Decimal]:
+    """Per asset, the sum of ``entries`` (zero for every balanced movement): a check for tests and asserts."""
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for e in entries:
+        totals[e.asset_id] += e.amount
+    return dict(totals)

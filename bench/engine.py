@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Replay the shared workload through ``matching.book.OrderBook`` and through the reference book; compare speed.
+
+    .venv/bin/python bench/engine.py --orders 1000000 --seed 7
+
+Both replays run in this process over the same pre-generated command list,
+after a full GC with the list frozen out of later collections (it is input,
+not work).  Each timing covers only the replay, and both include the same
+per-trade digest work: the reference hashes inside its own matching loop; we
+hash from the ``Fill`` events the book returns, inside the timed loop.  The
+resting bid/ask totals are read after the clock stops, for both.
+
+Output, one per line: the summary in the exact format of
+``workload.py --expect``, ``orders_per_sec=``, ``reference_orders_per_sec=``,
+``ratio=`` (ours / reference) and a JSON line with all of it.  Exits 1 if
+our summary differs from the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from matching.book import BUY, MARKET, SELL, Fill, OrderBook  # noqa: E402  (needs the repo on sys.path)
+
+DEFAULT_WORKLOAD = REPO.parent / "shared" / "bench" / "workload.py"
+
+
+def load_workload(path: Path) -> ModuleType:
+    """Import the shared workload module from its file (it is not a package we can import by name)."""
+    spec = importlib.util.spec_from_file_location("shared_workload", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load workload from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def replay_ours(commands: list[tuple]) -> tuple[OrderBook, int, int, int, str, float]:
+    """Run the commands through OrderBook; return the book, trades, volume, notional, digest and seconds."""
+    book = OrderBook()
+    place = book.place
+    cancel = book.cancel
+    sides = {"buy": BUY, "sell": SELL}
+    digest = hashlib.sha256()
+    update = digest.update
+    trades = volume = notional = 0
+    start = time.perf_counter()
+    for op, oid, user, side, price, qty in commands:
+        if op == "limit":
+            events = place(oid, user, sides[side], price, qty)
+        elif op == "cancel":
+            cancel(oid)
+            continue
+        else:
+            events = place(oid, user, sides[side], None, qty, kind=MARKET)
+        # An order that traded has at least one Fill plus its own outcome;
+        # one with a single event only rested or ended.
+        if len(events) > 1:
+            for e in events:
+                if type(e) is Fill:
+                    p = e[4]
+                    q = e[5]
+                    trades += 1
+                    volume += q
+                    notional += p * q
+                    update(f"{e[0]},{e[1]},{p},{q}\n".encode())
+    elapsed = time.perf_counter() - start
+    return book, trades, volume, notional, digest.hexdigest()[:16], elapsed
+
+
+def replay_reference(workload: ModuleType, commands: list[tuple]) -> tuple[str, float]:
+    """Run the commands through the workload's ReferenceBook; return its summary and seconds."""
+    ref = workload.ReferenceBook()
+    apply = ref.apply
+    start = time.perf_counter()
+    for op, oid, _user, side, price, qty in commands:
+        apply(op, oid, side, price, qty)
+    elapsed = time.perf_counter() - start
+    return ref.summary(), elapsed
+
+
+def resting_lots(book: OrderBook, side: int) -> int:
+    return sum(lots for _price, lots in book.depth(side, len(book) + 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workload", type=Path, default=DEFAULT_WORKLOAD, help="path to the shared workload.py")
+    a = ap.parse_args(argv)
+
+    workload = load_workload(a.workload)
+    log = sys.stderr
+    print(f"generating {a.orders} orders (seed {a.seed})...", file=log, flush=True)
+    commands = list(workload.generate(a.orders, a.seed))
+    gc.collect()
+    gc.freeze()  # the command list is input: keep it out of both replays' collections
+
+    print("ours...", file=log, flush=True)
+    book, trades, volume, notional, digest, ours_s = replay_ours(commands)
+    book.check_invariants()
+    bids = resting_lots(book, BUY)
+    asks = resting_lots(book, SELL)
+    summary = (
+        f"trades={trades} volume={volume} notional={notional} bids={bids} asks={asks} digest={digest}"
+    )
+    del book
+    gc.collect()
+
+    print("reference...", file=log, flush=True)
+    ref_summary, ref_s = replay_reference(workload, commands)
+
+    ours_rate = a.orders / ours_s
+    ref_rate = a.orders / ref_s
+    ratio = round(ours_rate / ref_rate, 2)
+    print(summary)
+    print(f"orders_per_sec={ours_rate:.0f}")
+    print(f"reference_orders_per_sec={ref_rate:.0f}")
+    print(f"ratio={ratio:.2f}")
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                "orders": a.orders,
+                "seed": a.seed,
+                "summary": summary,
+                "orders_per_sec": round(ours_rate),
+                "reference_orders_per_sec": round(ref_rate),
+                "ratio": ratio,
+            }
+        )
+    )
+    if summary != ref_summary:
+        print(f"MISMATCH: ours      {summary}\n          reference {ref_summary}", file=log)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

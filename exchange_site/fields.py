@@ -1,0 +1,40 @@
+"""Serializer fields for money: decimal strings in and out, never floats."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from rest_framework import serializers
+
+from exchange_site.amounts import plain
+
+
+class AmountField(serializers.Field):
+    """A decimal amount: accepted as a JSON string or number (parsed as Decimal), rendered as a plain string.
+
+    Range and step checks are the services' (they know the market's filters);
+    this field only makes sure the value is a finite decimal.
+    """
+
+    default_error_messages = {
+        "invalid": 'A valid number is required, as a string such as "0.015".',
+        "not_finite": "NaN and infinite values are not amounts.",
+        "too_long": "Too many digits.",
+    }
+
+    def to_internal_value(self, data) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, (str, int, Decimal)):
+            self.fail("invalid")
+        text = str(data).strip()
+        if len(text) > 64:
+            self.fail("too_long")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            self.fail("invalid")
+        if not value.is_finite():
+            self.fail("not_finite")
+        return value
+
+    def to_representation(self, value: Decimal | None) -> str | None:
+        return None if value is None else plain(value)

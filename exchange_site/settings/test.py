@@ -1,0 +1,18 @@
+"""Test profile: real PostgreSQL and Redis (embedded under .data/test unless URLs are given)."""
+
+from exchange_site import embedded
+
+# Before base.py reads the environment: start (or find) the throwaway test servers.
+embedded.ensure_env(embedded.REPO_ROOT / ".data" / "test", fast=True)
+
+from .base import *  # noqa: E402, F403
+from .base import EXCHANGE, REST_FRAMEWORK  # noqa: E402
+
+SECRET_KEY = "test-only-insecure-key"  # noqa: S105
+DEBUG = False
+# Serve static files from the apps and static/ without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"}}
+EXCHANGE = {**EXCHANGE, "ENGINE_BLOCK_MS": 20, "ENGINE_SWEEP_AFTER_S": 1.0}

@@ -1,0 +1,33 @@
+"""URLs: the REST API under /api/v1/, its schema and docs, and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from accounts import api as accounts_api
+from markets import api as markets_api
+from orders import api as orders_api
+
+api_v1 = [
+    path("markets", markets_api.MarketsView.as_view(), name="markets"),
+    path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),
+    path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
+    path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
+    path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("orders", orders_api.OrdersView.as_view(), name="orders"),
+    path("orders/open", orders_api.OpenOrdersView.as_view(), name="orders-open"),
+    path("orders/cancel-all", orders_api.CancelAllView.as_view(), name="orders-cancel-all"),
+    path("orders/<int:order_id>", orders_api.OrderDetailView.as_view(), name="order-detail"),
+    path("orders/client/<str:client_order_id>", orders_api.OrderByClientIdView.as_view(), name="order-by-client-id"),
+    path("trades", orders_api.MyTradesView.as_view(), name="my-trades"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("admin/", admin.site.urls),
+    path("", RedirectView.as_view(url="/api/docs", permanent=False)),
+]

@@ -1,0 +1,530 @@
+"""The engine loop: read commands, match them in memory, settle each batch in one transaction.
+
+``matching.book`` matches (pure Python, integers, no Django); this module is
+the Django side around it:
+
+* **Trust the database, not the stream.** A command names an order id; the
+  engine loads the row and acts only if its state allows (a placement only
+  while the order is PENDING), so a replayed or forged stream entry can do
+  nothing, and neither can an entry seen twice after a crash.
+* **One transaction per batch.** Trades, order updates, ledger entries and
+  balance changes of a whole batch, and the checkpoint (trade id and book
+  sequence counters), commit together or not at all.  If the commit fails the
+  in-memory book is thrown away and rebuilt from the database.
+* **Effects leave after commit.** Stream entries are acked and market data is
+  published only once the batch is durable.
+* **Recovery is the normal start.** Books are rebuilt from live orders, then
+  every order still PENDING (its stream entry may be lost) and every live order
+  with a cancel request is processed, then the consumer's own unacked entries,
+  then new ones.  The loop also sweeps orders left PENDING for a few seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+import redis as redis_lib
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import services as money
+from accounts.models import LedgerEntry
+from accounts.selectors import fee_user_id
+from exchange_site.redis import get_redis
+from marketdata import broadcast
+from markets.models import Market
+from markets.units import from_lots, from_ticks, notional_units, to_lots, to_ticks
+from matching import book as mb
+from matching.models import EngineState
+from orders import streams
+from orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+GROUP = "engine"
+Status = Order.Status
+Reason = LedgerEntry.Reason
+AVAILABLE = money.AVAILABLE
+LOCKED = money.LOCKED
+
+_SIDE = {Order.Side.BUY: mb.BUY, Order.Side.SELL: mb.SELL}
+_TIF = {Order.TimeInForce.GTC: mb.GTC, Order.TimeInForce.IOC: mb.IOC, Order.TimeInForce.FOK: mb.FOK}
+_STP = {
+    Order.SelfTradePrevention.NONE: mb.STP_NONE,
+    Order.SelfTradePrevention.EXPIRE_TAKER: mb.STP_EXPIRE_TAKER,
+    Order.SelfTradePrevention.EXPIRE_MAKER: mb.STP_EXPIRE_MAKER,
+    Order.SelfTradePrevention.EXPIRE_BOTH: mb.STP_EXPIRE_BOTH,
+}
+_DONE_STATUS = {
+    mb.FILLED: Status.FILLED,
+    mb.CANCELLED: Status.CANCELLED,
+    mb.EXPIRED: Status.EXPIRED,
+    mb.REJECTED: Status.REJECTED,
+}
+_ORDER_COLUMNS = (
+    "id", "user_id", "side", "type", "time_in_force", "stp_mode", "price", "quantity", "quote_quantity",
+    "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount", "book_seq",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class LiveOrder:
+    """What the engine must know of an order on its book, or in the batch at hand, to settle it."""
+
+    id: int
+    user_id: int
+    side: str
+    type: str
+    # The price a buy's funds were locked at (limit or protection price); None for a
+    # quote-budget market buy or a sell.  Paying less than this frees the difference.
+    lock_price: Decimal | None
+    status: str
+    filled_quantity: Decimal
+    filled_quote: Decimal
+    locked_amount: Decimal
+    book_seq: int | None
+    end_reason: str = ""
+
+
+@dataclass(slots=True)
+class BatchEffects:
+    """Everything one batch writes, gathered in memory and written set-based."""
+
+    now: dt.datetime
+    entries: list[money.Entry] = field(default_factory=list)
+    trades: list[tuple] = field(default_factory=list)
+    orders: dict[int, LiveOrder] = field(default_factory=dict)
+    last_price: Decimal | None = None
+
+
+class MarketEngine:
+    """One market: its book, the state of the orders on it, and its counters."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.symbol = market.symbol
+        self.stream = streams.stream_key(market.symbol)
+        self._base_unit = Decimal(1).scaleb(-market.base.precision)
+        self._quote_unit = Decimal(1).scaleb(-market.quote.precision)
+        self.book = mb.OrderBook()
+        self.live: dict[int, LiveOrder] = {}
+        self.last_trade_id = 0
+        self.last_book_seq = 0
+        self.trades_total = 0
+
+    # --- state -------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Load the book and counters from the database: the book is only a cache of live orders."""
+        state, _ = EngineState.objects.get_or_create(market=self.market)
+        self.last_trade_id = state.last_trade_id
+        self.last_book_seq = state.last_book_seq
+        self.book = mb.OrderBook()
+        self.live = {}
+        rows = (
+            Order.objects.filter(market=self.market, status__in=(Status.OPEN, Status.PARTIALLY_FILLED))
+            .order_by("book_seq")
+            .values_list(*_ORDER_COLUMNS)
+        )
+        for row in rows:
+            order = self._live_from_row(row)
+            self.live[order.id] = order
+            remaining = row[7] - order.filled_quantity
+            self.book.restore(
+                order.id,
+                order.user_id,
+                _SIDE[order.side],
+                to_ticks(self.market, row[6]),
+                to_lots(self.market, remaining),
+            )
+        logger.info("book rebuilt", extra={"market": self.symbol, "orders": len(self.live)})
+
+    def _live_from_row(self, row: Sequence) -> LiveOrder:
+        (order_id, user_id, side, kind, _tif, _stp, price, _qty, _quote, protection, status,
+         filled, filled_quote, locked, book_seq) = row  # fmt: skip
+        lock_price = (price if kind != Order.Type.MARKET else protection) if side == Order.Side.BUY else None
+        return LiveOrder(order_id, user_id, side, kind, lock_price, status, filled, filled_quote, locked, book_seq)
+
+    # --- one batch ---------------------------------------------------------------------
+
+    def process(self, commands: Sequence[tuple[str, int]]) -> BatchEffects:
+        """Match and settle ``commands`` in one transaction; on failure rebuild and re-raise."""
+        try:
+            with transaction.atomic(durable=True):
+                effects = self._apply(commands)
+                self._write(effects, len(commands))
+        except Exception:
+            logger.exception("batch failed; rebuilding the book from the database", extra={"market": self.symbol})
+            self.rebuild()
+            raise
+        self.trades_total += len(effects.trades)
+        return effects
+
+    def _apply(self, commands: Sequence[tuple[str, int]]) -> BatchEffects:
+        effects = BatchEffects(now=timezone.now())
+        ids = {order_id for _, order_id in commands}
+        rows = {
+            row[0]: row
+            for row in Order.objects.filter(pk__in=ids, market=self.market)
+            .exclude(status__in=Order.TERMINAL_STATUSES)
+            .values_list(*_ORDER_COLUMNS)
+        }
+        for command, order_id in commands:
+            row = rows.get(order_id)
+            if command == streams.PLACE:
+                # Only a PENDING row is placed, once: a second entry for it (replay,
+                # sweep, redelivery) finds it already handled and does nothing.
+                if row is not None and row[10] == Status.PENDING and order_id not in effects.orders:
+                    self._place(row, effects)
+            elif command == streams.CANCEL:
+                self._cancel(order_id, row, effects)
+        return effects
+
+    def _place(self, row: Sequence, effects: BatchEffects) -> None:
+        market = self.market
+        order = self._live_from_row(row)
+        effects.orders[order.id] = order
+        kind, tif, stp = row[3], row[4], row[5]
+        price, quantity, quote_quantity = row[6], row[7], row[8]
+        qty_lots = to_lots(market, quantity) if quantity is not None else None
+        if kind == Order.Type.MARKET:
+            cap = order.lock_price
+            events = self.book.place(
+                order.id, order.user_id, _SIDE[order.side],
+                to_ticks(market, cap) if cap is not None else None, qty_lots,
+                kind=mb.MARKET, tif=mb.IOC, stp=_STP[stp],
+                quote_budget=notional_units(market, quote_quantity) if quote_quantity is not None else None,
+            )  # fmt: skip
+        else:
+            events = self.book.place(
+                order.id, order.user_id, _SIDE[order.side], to_ticks(market, price), qty_lots,
+                kind=mb.LIMIT, tif=_TIF[tif], post_only=kind == Order.Type.LIMIT_MAKER, stp=_STP[stp],
+            )  # fmt: skip
+        self._settle_events(order, events, effects)
+
+    def _cancel(self, order_id: int, row: Sequence | None, effects: BatchEffects) -> None:
+        if order_id in self.live:
+            self._settle_events(None, self.book.cancel(order_id), effects)
+            return
+        pending = effects.orders.get(order_id)
+        if pending is None and row is not None and row[10] == Status.PENDING:
+            # Cancelled before the engine ever saw it (its placement is later in the
+            # stream, or was lost): nothing to take off the book, just release it.
+            pending = self._live_from_row(row)
+            effects.orders[order_id] = pending
+        if pending is not None and pending.status == Status.PENDING:
+            self._finish(pending, Status.CANCELLED, effects, reason="cancelled_before_booked")
+
+    def _settle_events(self, taker: LiveOrder | None, events: Iterable, effects: BatchEffects) -> None:
+        for event in events:
+            if type(event) is mb.Fill:
+                self._settle_fill(event, effects)
+            elif type(event) is mb.Rested:
+                order = effects.orders[event.order_id]
+                order.status = Status.PARTIALLY_FILLED if order.filled_quantity else Status.OPEN
+                self.last_book_seq += 1
+                order.book_seq = self.last_book_seq
+                self.live[order.id] = order
+            else:  # Done
+                order = self.live.pop(event.order_id, None) or effects.orders[event.order_id]
+                effects.orders[order.id] = order
+                status = _DONE_STATUS[event.status]
+                reason = _end_reason(order, status, is_taker=taker is not None and taker.id == order.id)
+                self._finish(order, status, effects, reason=reason)
+
+    def _settle_fill(self, fill: mb.Fill, effects: BatchEffects) -> None:
+        market = self.market
+        taker = effects.orders[fill.taker_id]
+        maker = self.live[fill.maker_id]
+        effects.orders[maker.id] = maker
+        buy, sell = (taker, maker) if fill.taker_side == mb.BUY else (maker, taker)
+        price = from_ticks(market, fill.price)
+        qty = from_lots(market, fill.qty)
+        quote = price * qty
+        buyer_rate = market.taker_fee_rate if buy is taker else market.maker_fee_rate
+        seller_rate = market.taker_fee_rate if sell is taker else market.maker_fee_rate
+        # Fees are taken from what each side receives, rounded down to the asset's
+        # precision: nobody pays above the advertised rate, and every unit is accounted for.
+        buyer_fee = (qty * buyer_rate).quantize(self._base_unit, ROUND_DOWN)
+        seller_fee = (quote * seller_rate).quantize(self._quote_unit, ROUND_DOWN)
+        consumed = buy.lock_price * qty if buy.lock_price is not None else quote
+        self.last_trade_id += 1
+        trade_id = self.last_trade_id
+        base_id, quote_id, fees = market.base_id, market.quote_id, fee_user_id()
+        entries = effects.entries
+        entries += (
+            money.Entry(buy.user_id, quote_id, LOCKED, -quote, Reason.TRADE, buy.id, trade_id),
+            money.Entry(sell.user_id, quote_id, AVAILABLE, quote - seller_fee, Reason.TRADE, sell.id, trade_id),
+            money.Entry(fees, quote_id, AVAILABLE, seller_fee, Reason.FEE, sell.id, trade_id),
+            money.Entry(sell.user_id, base_id, LOCKED, -qty, Reason.TRADE, sell.id, trade_id),
+            money.Entry(buy.user_id, base_id, AVAILABLE, qty - buyer_fee, Reason.TRADE, buy.id, trade_id),
+            money.Entry(fees, base_id, AVAILABLE, buyer_fee, Reason.FEE, buy.id, trade_id),
+        )
+        if consumed != quote:  # bought below the locked price: free the difference now
+            entries += money.unlock_entries(
+                user_id=buy.user_id, asset_id=quote_id, amount=consumed - quote, order_id=buy.id
+            )
+        buy.locked_amount -= consumed
+        sell.locked_amount -= qty
+        for order in (buy, sell):
+            order.filled_quantity += qty
+            order.filled_quote += quote
+        if maker.status != Status.PENDING:
+            maker.status = Status.PARTIALLY_FILLED
+        effects.trades.append(
+            (market.id, trade_id, price, qty, quote, "buy" if fill.taker_side == mb.BUY else "sell",
+             buy.id, sell.id, buy.user_id, sell.user_id, buyer_fee, seller_fee, effects.now)
+        )  # fmt: skip
+        effects.last_price = price
+
+    def _finish(self, order: LiveOrder, status: str, effects: BatchEffects, *, reason: str = "") -> None:
+        """End ``order``: give back whatever it still holds."""
+        if order.locked_amount:
+            asset_id = self.market.quote_id if order.side == Order.Side.BUY else self.market.base_id
+            effects.entries += money.unlock_entries(
+                user_id=order.user_id, asset_id=asset_id, amount=order.locked_amount, order_id=order.id
+            )
+            order.locked_amount = Decimal(0)
+        order.status = status
+        order.end_reason = reason
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _write(self, effects: BatchEffects, commands: int) -> None:
+        with connection.cursor() as cursor:
+            if effects.trades:
+                with cursor.cursor.copy(
+                    "COPY orders_trade (market_id, trade_id, price, quantity, quote_quantity, taker_side,"
+                    " buy_order_id, sell_order_id, buyer_id, seller_id, buyer_fee, seller_fee, executed_at)"
+                    " FROM STDIN"
+                ) as copy:
+                    for trade in effects.trades:
+                        copy.write_row(trade)
+            if effects.orders:
+                rows = [
+                    (o.id, o.status, o.filled_quantity, o.filled_quote, o.locked_amount, o.book_seq, o.end_reason)
+                    for o in effects.orders.values()
+                ]
+                cursor.execute(
+                    "UPDATE orders_order AS o SET status = v.status, filled_quantity = v.filled,"
+                    " filled_quote = v.filled_quote, locked_amount = v.locked, book_seq = v.book_seq,"
+                    " end_reason = v.end_reason, updated_at = now()"
+                    " FROM (VALUES "
+                    + ", ".join(["(%s::bigint, %s, %s::numeric, %s::numeric, %s::numeric, %s::bigint, %s)"] * len(rows))
+                    + ") AS v(id, status, filled, filled_quote, locked, book_seq, end_reason) WHERE o.id = v.id",
+                    [value for row in sorted(rows) for value in row],
+                )
+            money.post_entries(effects.entries)
+            cursor.execute(
+                "UPDATE matching_enginestate SET last_trade_id = %s, last_book_seq = %s, batches = batches + 1,"
+                " commands = commands + %s, last_batch_at = %s WHERE market_id = %s",
+                [self.last_trade_id, self.last_book_seq, commands, effects.now, self.market.id],
+            )
+
+    def publish(self, effects: BatchEffects) -> None:
+        """After commit: refresh the read models clients and order entry use."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        broadcast.publish_reference_prices(
+            symbol=self.symbol,
+            best_bid=from_ticks(self.market, bid) if bid is not None else None,
+            best_ask=from_ticks(self.market, ask) if ask is not None else None,
+            last=effects.last_price,
+        )
+
+    # --- recovery ----------------------------------------------------------------------
+
+    def overdue_commands(self, *, older_than: dt.timedelta | None) -> list[tuple[str, int]]:
+        """Commands the database says are owed: PENDING placements and requested cancels."""
+        live = Order.objects.filter(market=self.market, status__in=Order.LIVE_STATUSES)
+        if older_than is not None:
+            cutoff = timezone.now() - older_than
+            live = live.filter(Q(created_at__lt=cutoff) | Q(cancel_requested_at__lt=cutoff))
+        commands: list[tuple[str, int]] = []
+        cancels: list[tuple[str, int]] = []
+        for order_id, status, cancel_requested_at in live.order_by("pk").values_list(
+            "pk", "status", "cancel_requested_at"
+        ):
+            if status == Status.PENDING:
+                commands.append((streams.PLACE, order_id))
+            if cancel_requested_at is not None:
+                cancels.append((streams.CANCEL, order_id))
+        return commands + cancels
+
+
+def _end_reason(order: LiveOrder, status: str, *, is_taker: bool) -> str:
+    if status == Status.REJECTED:
+        return "post_only_would_take"
+    if status == Status.EXPIRED and not is_taker:
+        return "self_trade_prevention"
+    if status == Status.EXPIRED:
+        return "not_fully_fillable" if order.filled_quantity == 0 else "remainder_expired"
+    return ""
+
+
+class Engine:
+    """Runs the markets it owns: reads their streams, processes batches, sweeps, logs."""
+
+    def __init__(
+        self,
+        markets: Sequence[Market],
+        *,
+        redis: redis_lib.Redis | None = None,
+        # Streams are per market and each market has one engine (an advisory lock
+        # makes sure), so one stable consumer name lets a restarted engine find the
+        # entries its previous life read but never acked.
+        consumer: str = "engine",
+        batch_size: int | None = None,
+        block_ms: int | None = None,
+    ) -> None:
+        config = settings.EXCHANGE
+        self.redis = redis or get_redis()
+        self.consumer = consumer
+        self.batch_size = batch_size or config["ENGINE_BATCH_SIZE"]
+        self.block_ms = block_ms or config["ENGINE_BLOCK_MS"]
+        self.sweep_after = dt.timedelta(seconds=config["ENGINE_SWEEP_AFTER_S"])
+        self.summary_every = config["ENGINE_SUMMARY_EVERY_S"]
+        self.markets = {m.symbol: MarketEngine(m) for m in markets}
+        self.by_stream = {engine.stream: engine for engine in self.markets.values()}
+        self.commands_total = 0
+        self.batches_total = 0
+        self._next_sweep = 0.0
+        self._next_summary = time.monotonic() + self.summary_every
+
+    def start(self) -> None:
+        """Own the markets, rebuild their books, then settle what the database says is owed."""
+        for engine in self.markets.values():
+            self._claim(engine.market)
+            try:
+                self.redis.xgroup_create(engine.stream, GROUP, id="0", mkstream=True)
+            except redis_lib.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+            engine.rebuild()
+            owed = engine.overdue_commands(older_than=None)
+            for start in range(0, len(owed), self.batch_size):
+                self._process(engine, owed[start : start + self.batch_size], entry_ids=())
+            if owed:
+                logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": len(owed)})
+        # Entries delivered to this consumer before a crash and never acked.
+        while self._read(pending=True):
+            pass
+
+    def _claim(self, market: Market) -> None:
+        """One engine per market: a session advisory lock held for the life of the process."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [0x45584348, market.id])
+            (claimed,) = cursor.fetchone()
+        if not claimed:
+            raise RuntimeError(
+                f"Another engine already runs market {market.symbol}; stop it first or pick other --markets."
+            )
+
+    def step(self) -> int:
+        """One cycle: read what is waiting (up to a batch per market), process, maybe sweep and log."""
+        processed = self._read(pending=False)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_after.total_seconds() / 2
+            processed += self.sweep()
+        if now >= self._next_summary:
+            self._next_summary = now + self.summary_every
+            self.log_summary()
+        return processed
+
+    def sweep(self) -> int:
+        """Process orders left PENDING (or with an unserved cancel) past the sweep delay."""
+        done = 0
+        for engine in self.markets.values():
+            owed = engine.overdue_commands(older_than=self.sweep_after)
+            for start in range(0, len(owed), self.batch_size):
+                self._process(engine, owed[start : start + self.batch_size], entry_ids=())
+            if owed:
+                logger.warning("swept overdue commands", extra={"market": engine.symbol, "commands": len(owed)})
+            done += len(owed)
+        return done
+
+    def _read(self, *, pending: bool) -> int:
+        streams_arg = {stream: "0" if pending else ">" for stream in self.by_stream}
+        response = self.redis.xreadgroup(
+            GROUP, self.consumer, streams_arg, count=self.batch_size, block=None if pending else self.block_ms
+        )
+        processed = 0
+        for stream, entries in response or ():
+            engine = self.by_stream[stream.decode() if isinstance(stream, bytes) else stream]
+            commands, entry_ids = [], []
+            for entry_id, fields in entries:
+                entry_ids.append(entry_id)
+                if not fields:  # an entry trimmed from the stream while pending
+                    continue
+                try:
+                    commands.append((fields[b"c"].decode(), int(fields[b"o"])))
+                except (KeyError, ValueError):
+                    logger.warning("ignored malformed stream entry", extra={"market": engine.symbol, "id": entry_id})
+            self._process(engine, commands, entry_ids=entry_ids)
+            processed += len(entry_ids)
+        return processed
+
+    def _process(self, engine: MarketEngine, commands: list[tuple[str, int]], *, entry_ids: Sequence) -> None:
+        started = time.perf_counter()
+        effects = engine.process(commands) if commands else None
+        if entry_ids:
+            self.redis.xack(engine.stream, GROUP, *entry_ids)
+        if effects is not None:
+            engine.publish(effects)
+        self.batches_total += 1
+        self.commands_total += len(commands)
+        logger.debug(
+            "batch",
+            extra={
+                "market": engine.symbol,
+                "commands": len(commands),
+                "trades": len(effects.trades) if effects else 0,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    def log_summary(self) -> None:
+        for engine in self.markets.values():
+            logger.info(
+                "engine summary",
+                extra={
+                    "market": engine.symbol,
+                    "resting": len(engine.book),
+                    "trades_total": engine.trades_total,
+                    "last_trade_id": engine.last_trade_id,
+                    "best_bid": engine.book.best_bid(),
+                    "best_ask": engine.book.best_ask(),
+                },
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, then loop until ``stop`` is set; a failed batch is retried after a pause."""
+        self.start()
+        logger.info("engine started", extra={"markets": ",".join(self.markets), "consumer": self.consumer})
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                # The batch rolled back and the book was rebuilt; its entries stay unacked
+                # and are re-read below, so nothing is lost.  Pause so a persistent fault
+                # does not spin.
+                logger.exception("engine step failed; retrying")
+                stop.wait(1.0)
+                while not stop.is_set():
+                    try:
+                        while self._read(pending=True):
+                            pass
+                        break
+                    except Exception:
+                        logger.exception("retry failed")
+                        stop.wait(2.0)
+        self.log_summary()
+        logger.info("engine stopped", extra={"markets": ",".join(self.markets)})

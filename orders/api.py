@@ -1,0 +1,226 @@
+"""REST endpoints for placing, cancelling and reading your own orders and trades."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange_site.amounts import plain
+from exchange_site.fields import AmountField
+from markets.selectors import market_get
+from orders import selectors, services
+from orders.models import Order, Trade
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    market = serializers.CharField(source="market.symbol")
+    price = AmountField()
+    quantity = AmountField()
+    quote_quantity = AmountField()
+    protection_price = AmountField()
+    filled_quantity = AmountField()
+    filled_quote = AmountField()
+    locked_amount = AmountField()
+    cancel_requested = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id", "client_order_id", "market", "side", "type", "time_in_force", "stp_mode", "price", "quantity",
+            "quote_quantity", "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount",
+            "end_reason", "cancel_requested", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    def get_cancel_requested(self, order: Order) -> bool:
+        return order.cancel_requested_at is not None
+
+
+class PlaceOrderSerializer(serializers.Serializer):
+    market = serializers.CharField(max_length=32)
+    side = serializers.ChoiceField(choices=Order.Side.choices)
+    type = serializers.ChoiceField(choices=Order.Type.choices)
+    quantity = AmountField(required=False, allow_null=True)
+    price = AmountField(required=False, allow_null=True)
+    quote_quantity = AmountField(required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=Order.TimeInForce.choices, default=Order.TimeInForce.GTC)
+    stp_mode = serializers.ChoiceField(
+        choices=Order.SelfTradePrevention.choices, default=Order.SelfTradePrevention.NONE
+    )
+    client_order_id = serializers.RegexField(
+        r"^[A-Za-z0-9_.:\-]{1,64}$",
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": "Use 1 to 64 letters, digits, or the characters _ . : -"},
+    )
+
+    def to_internal_value(self, data):
+        for name in ("side", "type", "time_in_force", "stp_mode"):
+            if isinstance(data, dict) and isinstance(data.get(name), str):
+                data = {**data, name: data[name].lower()}
+        return super().to_internal_value(data)
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(source="trade_id")
+    market = serializers.CharField(source="market.symbol")
+    price = AmountField()
+    quantity = AmountField()
+    quote_quantity = AmountField()
+    side = serializers.SerializerMethodField()
+    order_id = serializers.SerializerMethodField()
+    fee = serializers.SerializerMethodField()
+    fee_asset = serializers.SerializerMethodField()
+    is_maker = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Trade
+        fields = [
+            "id", "market", "price", "quantity", "quote_quantity", "side", "order_id", "fee", "fee_asset",
+            "is_maker", "executed_at",
+        ]  # fmt: skip
+
+    def _is_buyer(self, trade: Trade) -> bool:
+        return trade.buyer_id == self.context["user"].id
+
+    def get_side(self, trade: Trade) -> str:
+        return "buy" if self._is_buyer(trade) else "sell"
+
+    def get_order_id(self, trade: Trade) -> int:
+        return trade.buy_order_id if self._is_buyer(trade) else trade.sell_order_id
+
+    def get_fee(self, trade: Trade) -> str:
+        return plain(trade.buyer_fee if self._is_buyer(trade) else trade.seller_fee)
+
+    def get_fee_asset(self, trade: Trade) -> str:
+        market = trade.market
+        return market.base.symbol if self._is_buyer(trade) else market.quote.symbol
+
+    def get_is_maker(self, trade: Trade) -> bool:
+        return trade.taker_side != self.get_side(trade)
+
+
+class HistoryFilterSerializer(serializers.Serializer):
+    market = serializers.CharField(required=False)
+    status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+
+def _market_or_none(symbol: str | None):
+    return market_get(symbol=symbol) if symbol else None
+
+
+class OrdersView(APIView):
+    """Place an order, or page through your order history (newest first)."""
+
+    @extend_schema(
+        parameters=[HistoryFilterSerializer, OpenApiParameter("limit", int)], responses=OrderSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        filters = HistoryFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
+        orders = selectors.order_history_for_user(
+            user=request.user,
+            market=_market_or_none(params.get("market")),
+            status=params.get("status"),
+            start=params.get("start"),
+            end=params.get("end"),
+        )
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+
+    @extend_schema(request=PlaceOrderSerializer, responses={201: OrderSerializer})
+    def post(self, request: Request) -> Response:
+        payload = PlaceOrderSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        market = market_get(symbol=data.pop("market"))
+        order = services.place_order(user=request.user, market=market, request=services.OrderRequest(**data))
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OpenOrdersView(APIView):
+    """Your live orders (pending, open, partially filled), optionally of one market."""
+
+    @extend_schema(parameters=[OpenApiParameter("market", str)], responses=OrderSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        market = _market_or_none(request.query_params.get("market"))
+        orders = selectors.orders_open_for_user(user=request.user, market=market)
+        return Response(OrderSerializer(orders, many=True).data)
+
+
+class OrderDetailView(APIView):
+    """One of your orders by id; DELETE asks the engine to cancel it (202: the cancel is on its way)."""
+
+    @extend_schema(responses=OrderSerializer)
+    def get(self, request: Request, order_id: int) -> Response:
+        return Response(OrderSerializer(selectors.order_get(user=request.user, order_id=order_id)).data)
+
+    @extend_schema(responses={202: OrderSerializer})
+    def delete(self, request: Request, order_id: int) -> Response:
+        order = services.request_cancel(user=request.user, order_id=order_id)
+        return Response(OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderByClientIdView(APIView):
+    """One of your orders by its client order id; DELETE cancels it."""
+
+    @extend_schema(responses=OrderSerializer)
+    def get(self, request: Request, client_order_id: str) -> Response:
+        order = selectors.order_get(user=request.user, client_order_id=client_order_id)
+        return Response(OrderSerializer(order).data)
+
+    @extend_schema(responses={202: OrderSerializer})
+    def delete(self, request: Request, client_order_id: str) -> Response:
+        order = services.request_cancel(user=request.user, client_order_id=client_order_id)
+        return Response(OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CancelAllSerializer(serializers.Serializer):
+    market = serializers.CharField(max_length=32)
+
+
+class CancelAllResultSerializer(serializers.Serializer):
+    market = serializers.CharField()
+    order_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class CancelAllView(APIView):
+    """Cancel every live order you have in one market."""
+
+    @extend_schema(request=CancelAllSerializer, responses={202: CancelAllResultSerializer})
+    def post(self, request: Request) -> Response:
+        payload = CancelAllSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        market = market_get(symbol=payload.validated_data["market"])
+        ids = services.request_cancel_all(user=request.user, market=market)
+        return Response({"market": market.symbol, "order_ids": ids}, status=status.HTTP_202_ACCEPTED)
+
+
+class MyTradesView(APIView):
+    """Your trades (newest first), with the fee you paid on each."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int)],
+        responses=TradeSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        market = _market_or_none(request.query_params.get("market"))
+        trades = selectors.trades_for_user(user=request.user, market=market).select_related(
+            "market__base", "market__quote"
+        )
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(trades, request, view=self)
+        return paginator.get_paginated_response(TradeSerializer(page, many=True, context={"user": request.user}).data)

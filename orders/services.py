@@ -1,0 +1,285 @@
+"""Order entry and cancellation: the web tier's half of the order flow.
+
+``place_order`` validates, then in one transaction holds the funds and inserts
+the order as PENDING; only after commit does it write the command to the
+market's stream.  The engine does the rest (see ``matching.engine``).
+Cancels travel the same stream, so they are ordered with placements; the
+request is also recorded on the order row, so a lost stream entry loses no
+cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import services as money
+from accounts.models import User
+from exchange_site.amounts import decimal_places, plain
+from exchange_site.errors import ApplicationError
+from marketdata.selectors import reference_prices
+from markets.models import Market
+from markets.units import is_multiple
+from orders import streams
+from orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+# Amounts are stored as NUMERIC(36, 18): anything at or past 10^18 cannot be held.
+MAX_AMOUNT = Decimal(10) ** 18
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What a client asked for, already shape-checked by a serializer or form."""
+
+    side: str
+    type: str
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    quote_quantity: Decimal | None = None
+    time_in_force: str = Order.TimeInForce.GTC
+    stp_mode: str = Order.SelfTradePrevention.NONE
+    client_order_id: str | None = None
+
+
+def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
+    """Validate ``request``, hold its funds, store it PENDING and hand it to the engine.
+
+    Raises ApplicationError, having written nothing, for every refusal.
+    """
+    order = _build_order(user=user, market=market, request=request)
+    asset_id = market.quote_id if order.side == Order.Side.BUY else market.base_id
+    try:
+        with transaction.atomic(durable=True):
+            order.save(force_insert=True)
+            money.post_entries(
+                money.lock_entries(user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order.id)
+            )
+            transaction.on_commit(lambda: streams.send_commands(market.symbol, [(streams.PLACE, order.id)]))
+    except IntegrityError as error:
+        raise _refusal_from_integrity_error(error, order=order, market=market) from None
+    return order
+
+
+def _refusal_from_integrity_error(error: IntegrityError, *, order: Order, market: Market) -> Exception:
+    if money.is_overdraw(error):
+        asset = market.quote if order.side == Order.Side.BUY else market.base
+        return ApplicationError(
+            f"Insufficient {asset.symbol}: this order needs {plain(order.locked_amount)} {asset.symbol} available.",
+            code="insufficient_funds",
+            details={"asset": asset.symbol, "required": plain(order.locked_amount)},
+        )
+    diag = getattr(error.__cause__, "diag", None)
+    if getattr(diag, "constraint_name", None) == "client_order_id_unique_per_user":
+        return ApplicationError(
+            f"You already have an order with client order id {order.client_order_id!r}.",
+            code="duplicate_client_order_id",
+            details={"client_order_id": order.client_order_id},
+            status=409,
+        )
+    return error
+
+
+def _positive(name: str, value: Decimal) -> Decimal:
+    try:
+        finite = value.is_finite()
+    except (AttributeError, InvalidOperation):
+        finite = False
+    if not finite:
+        raise ApplicationError(f"{name} must be a number.", code="invalid_number", details={"field": name})
+    if value <= 0:
+        raise ApplicationError(
+            f"{name} must be greater than zero, not {plain(value)}.",
+            code="must_be_positive",
+            details={"field": name},
+        )
+    if value >= MAX_AMOUNT:
+        raise ApplicationError(
+            f"{name} {plain(value)} is too large.", code="number_too_large", details={"field": name}
+        )
+    return value
+
+
+def _check_price(market: Market, price: Decimal) -> None:
+    _positive("price", price)
+    if not is_multiple(price, market.tick_size):
+        raise ApplicationError(
+            f"Price {plain(price)} is not a multiple of the tick size {plain(market.tick_size)}.",
+            code="price_not_on_tick",
+            details={"price": plain(price), "tick_size": plain(market.tick_size)},
+        )
+
+
+def _check_quantity(market: Market, quantity: Decimal) -> None:
+    _positive("quantity", quantity)
+    if not is_multiple(quantity, market.lot_size):
+        raise ApplicationError(
+            f"Quantity {plain(quantity)} is not a multiple of the lot size {plain(market.lot_size)}.",
+            code="quantity_not_on_lot",
+            details={"quantity": plain(quantity), "lot_size": plain(market.lot_size)},
+        )
+    if quantity > market.max_quantity:
+        raise ApplicationError(
+            f"Quantity {plain(quantity)} is above this market's maximum of {plain(market.max_quantity)}.",
+            code="quantity_too_large",
+            details={"max_quantity": plain(market.max_quantity)},
+        )
+
+
+def _check_notional(market: Market, notional: Decimal) -> None:
+    if notional < market.min_notional:
+        raise ApplicationError(
+            f"Order value {plain(notional)} {market.quote.symbol} is below this market's minimum of "
+            f"{plain(market.min_notional)} {market.quote.symbol}.",
+            code="below_min_notional",
+            details={"notional": plain(notional), "min_notional": plain(market.min_notional)},
+        )
+    if notional >= MAX_AMOUNT:
+        raise ApplicationError(f"Order value {plain(notional)} is too large.", code="number_too_large")
+
+
+def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
+    """Check ``request`` against the market's filters and work out what to lock."""
+    if not market.is_trading:
+        raise ApplicationError(
+            f"Market {market.symbol} is halted: it accepts no new orders until an operator resumes it.",
+            code="market_halted",
+            details={"market": market.symbol},
+            status=409,
+        )
+    order = Order(
+        user=user,
+        market=market,
+        side=request.side,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        stp_mode=request.stp_mode,
+        client_order_id=request.client_order_id or secrets.token_urlsafe(16),
+    )
+    if request.type in (Order.Type.LIMIT, Order.Type.LIMIT_MAKER):
+        if request.price is None or request.quantity is None:
+            raise ApplicationError("A limit order needs both price and quantity.", code="missing_price_or_quantity")
+        if request.quote_quantity is not None:
+            raise ApplicationError("quote_quantity is only for market buy orders.", code="quote_quantity_not_allowed")
+        if request.type == Order.Type.LIMIT_MAKER and request.time_in_force != Order.TimeInForce.GTC:
+            raise ApplicationError(
+                "A limit maker (post-only) order rests on the book: its time in force must be GTC.",
+                code="invalid_time_in_force",
+            )
+        _check_price(market, request.price)
+        _check_quantity(market, request.quantity)
+        _check_notional(market, request.price * request.quantity)
+        order.price = request.price
+        order.quantity = request.quantity
+        order.locked_amount = request.price * request.quantity if request.side == Order.Side.BUY else request.quantity
+        return order
+
+    # Market orders: they take what the book offers now and never rest.
+    if request.price is not None:
+        raise ApplicationError("A market order takes no price; use a limit order to set one.", code="price_not_allowed")
+    if request.time_in_force == Order.TimeInForce.FOK:
+        raise ApplicationError(
+            "Market orders are immediate-or-cancel; for fill-or-kill send a limit order with time_in_force fok.",
+            code="invalid_time_in_force",
+        )
+    order.time_in_force = Order.TimeInForce.IOC
+    if (request.quantity is None) == (request.quote_quantity is None):
+        raise ApplicationError(
+            "A market order needs exactly one of quantity or quote_quantity.", code="missing_quantity"
+        )
+    if request.quote_quantity is not None:
+        if request.side != Order.Side.BUY:
+            raise ApplicationError(
+                "quote_quantity (spend at most this much) is for market buys; sell by quantity.",
+                code="quote_quantity_not_allowed",
+            )
+        quote = _positive("quote_quantity", request.quote_quantity)
+        precision = market.quote.precision
+        if decimal_places(quote) > precision:
+            raise ApplicationError(
+                f"quote_quantity has more than {precision} decimals, the precision of {market.quote.symbol}.",
+                code="too_many_decimals",
+            )
+        _check_notional(market, quote)
+        order.quote_quantity = quote
+        order.locked_amount = quote
+        return order
+
+    _check_quantity(market, request.quantity)
+    order.quantity = request.quantity
+    prices = reference_prices(symbol=market.symbol)
+    if request.side == Order.Side.SELL:
+        # The minimum value applies at the best bid (else the last price) when one is known.
+        reference = prices.get("best_bid") or prices.get("last")
+        if reference is not None:
+            _check_notional(market, reference * request.quantity)
+        order.locked_amount = request.quantity
+        return order
+    # Market buy by quantity: lock at a protection price above the reference, and the
+    # engine never trades above it, so the lock always covers what the order pays.
+    reference = prices.get("best_ask") or prices.get("last")
+    if reference is None:
+        raise ApplicationError(
+            f"{market.symbol} has no price to protect a market buy by quantity yet; "
+            "send quote_quantity (spend at most) or a limit order.",
+            code="no_reference_price",
+        )
+    protection = reference * (1 + settings.EXCHANGE["MARKET_BUY_PROTECTION"])
+    order.protection_price = (protection / market.tick_size).to_integral_value(ROUND_CEILING) * market.tick_size
+    order.locked_amount = order.protection_price * request.quantity
+    _check_notional(market, reference * request.quantity)
+    return order
+
+
+def request_cancel(*, user: User, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+    """Ask the engine to cancel one of ``user``'s live orders; returns the order as it stands.
+
+    Idempotent: asking again for an order already being cancelled changes nothing.
+    """
+    lookup = Q(pk=order_id) if order_id is not None else Q(client_order_id=client_order_id)
+    with transaction.atomic(durable=True):
+        order = Order.objects.select_for_update(of=("self",)).filter(lookup, user=user).select_related("market").first()
+        if order is None:
+            raise ApplicationError(
+                "You have no such order.",
+                code="order_not_found",
+                details={"order_id": order_id, "client_order_id": client_order_id},
+                status=404,
+            )
+        if not order.is_live:
+            raise ApplicationError(
+                f"Order {order.pk} is already {order.status}; only pending or open orders can be cancelled.",
+                code="order_not_cancellable",
+                details={"order_id": order.pk, "status": order.status},
+                status=409,
+            )
+        if order.cancel_requested_at is None:
+            order.cancel_requested_at = timezone.now()
+            order.save(update_fields=["cancel_requested_at"])
+        symbol = order.market.symbol
+        transaction.on_commit(lambda: streams.send_commands(symbol, [(streams.CANCEL, order.pk)]))
+    return order
+
+
+def request_cancel_all(*, user: User, market: Market) -> list[int]:
+    """Ask the engine to cancel every live order ``user`` has in ``market``; returns their ids."""
+    with transaction.atomic(durable=True):
+        ids = list(
+            Order.objects.filter(user=user, market=market, status__in=Order.LIVE_STATUSES)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Order.objects.filter(pk__in=ids, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+        if ids:
+            transaction.on_commit(
+                lambda: streams.send_commands(market.symbol, [(streams.CANCEL, order_id) for order_id in ids])
+            )
+    return ids

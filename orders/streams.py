@@ -1,0 +1,31 @@
+"""The per-market command streams the web tier writes and the engine consumes.
+
+An entry carries only a command and an order id: the engine trusts the
+database row, never the payload, so a replayed or forged entry can do nothing.
+Keys of one market share a hash tag (``{BTC_USDT}``) so Redis Cluster keeps
+them on one node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from exchange_site.redis import get_redis
+
+PLACE = "place"
+CANCEL = "cancel"
+# Acked entries are useless once their batch committed; keep the stream bounded.
+STREAM_MAXLEN = 1_000_000
+
+
+def stream_key(symbol: str) -> str:
+    return f"engine:{{{symbol}}}:commands"
+
+
+def send_commands(symbol: str, commands: Iterable[tuple[str, int]]) -> None:
+    """XADD each ``(command, order_id)`` to ``symbol``'s stream in one pipelined round trip."""
+    pipe = get_redis().pipeline(transaction=False)
+    key = stream_key(symbol)
+    for command, order_id in commands:
+        pipe.xadd(key, {"c": command, "o": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.execute()

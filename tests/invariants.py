@@ -1,0 +1,81 @@
+"""The invariants every test of money ends with (exchange-core style global checks).
+
+* no negative balance;
+* each balance equals the sum of its ledger entries, per bucket;
+* per asset, all balances (users and fee account) add up to deposits minus
+  withdrawals, and the whole ledger sums to zero;
+* per (user, asset), locked equals what that user's live orders hold, and a
+  booked limit order holds exactly its remaining quantity (times its price
+  for a buy);
+* no crossed book, in the database and in the engine's memory;
+* trade ids per market are 1..N without gaps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db.models import Count, Max, Min, Sum
+
+from accounts.models import Balance, LedgerEntry
+from accounts.selectors import external_user_id
+from orders.models import Order, Trade
+
+
+def assert_exchange_invariants(driver=None) -> None:
+    balances = list(Balance.objects.all())
+    assert all(b.available >= 0 and b.locked >= 0 for b in balances), "negative balance"
+
+    ledger = defaultdict(Decimal)
+    for row in LedgerEntry.objects.values("user_id", "asset_id", "bucket").annotate(total=Sum("amount")):
+        ledger[(row["user_id"], row["asset_id"], row["bucket"])] = row["total"]
+    for b in balances:
+        assert b.available == ledger[(b.user_id, b.asset_id, "available")], f"available != ledger for {b}"
+        assert b.locked == ledger[(b.user_id, b.asset_id, "locked")], f"locked != ledger for {b}"
+
+    external = external_user_id()
+    held = defaultdict(Decimal)
+    for b in balances:
+        held[b.asset_id] += b.available + b.locked
+    for row in LedgerEntry.objects.values("asset_id").annotate(total=Sum("amount")):
+        assert row["total"] == 0, f"ledger of asset {row['asset_id']} does not sum to zero"
+    for row in LedgerEntry.objects.filter(user_id=external).values("asset_id").annotate(total=Sum("amount")):
+        assert held[row["asset_id"]] == -row["total"], f"asset {row['asset_id']} not conserved"
+
+    needs = defaultdict(Decimal)
+    for order in Order.objects.filter(status__in=Order.LIVE_STATUSES).select_related("market"):
+        asset = order.market.quote_id if order.side == Order.Side.BUY else order.market.base_id
+        needs[(order.user_id, asset)] += order.locked_amount
+        if order.status != Order.Status.PENDING:
+            assert order.type != Order.Type.MARKET, f"market order {order.pk} is resting"
+            remaining = order.quantity - order.filled_quantity
+            expected = remaining * order.price if order.side == Order.Side.BUY else remaining
+            assert order.locked_amount == expected, f"order {order.pk} holds {order.locked_amount}, needs {expected}"
+    assert not Order.objects.filter(status__in=Order.TERMINAL_STATUSES).exclude(locked_amount=0).exists()
+    for b in balances:
+        assert b.locked == needs[(b.user_id, b.asset_id)], (
+            f"locked {b.locked} != open orders' {needs[(b.user_id, b.asset_id)]} for {b}"
+        )
+
+    booked = Order.objects.filter(status__in=(Order.Status.OPEN, Order.Status.PARTIALLY_FILLED))
+    for row in booked.values("market_id").annotate(
+        bid=Max("price", filter=_side("buy")), ask=Min("price", filter=_side("sell"))
+    ):
+        if row["bid"] is not None and row["ask"] is not None:
+            assert row["bid"] < row["ask"], f"crossed book in market {row['market_id']}"
+
+    for row in Trade.objects.values("market_id").annotate(n=Count("id"), top=Max("trade_id"), low=Min("trade_id")):
+        assert row["low"] == 1 and row["top"] == row["n"], f"trade ids of market {row['market_id']} have gaps"
+
+    if driver is not None:
+        for market_engine in driver.engine.markets.values():
+            market_engine.book.check_invariants()
+            in_db = set(booked.filter(market=market_engine.market).values_list("pk", flat=True))
+            assert set(market_engine.live) == in_db, "engine's book differs from the database's open orders"
+
+
+def _side(side: str):
+    from django.db.models import Q
+
+    return Q(side=side)
