@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     book.check_invariants()
     bids = resting_lots(book, BUY)
     asks = resting_lots(book, SELL)
-    summary = (
-        f"trades={trades} volume={volume} notional={notional} bids={bids} asks={asks} digest={digest}"
-    )
+    summary = f"trades={trades} volume={volume} notional={notional} bids={bids} asks={asks} digest={digest}"
     del book
     gc.collect()
 

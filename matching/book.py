@@ -206,6 +206,7 @@ class OrderBook:
         side: int,
         price: int | None,
         qty: int | None,
+        *,
         kind: int = LIMIT,
         tif: int = GTC,
         post_only: bool = False,
@@ -230,88 +231,107 @@ class OrderBook:
         price or budget, and combinations that make no sense (a LIMIT without
         a price, a quote budget on a sell or with a qty, unknown constants).
         """
-        if kind or tif or post_only or stp or quote_budget is not None:
+        # Fast path: LIMIT GTC/IOC and MARKET by qty, without self-trade
+        # prevention or post-only: nearly all flow.  Everything else, and every
+        # invalid combination, goes to _place_other.  The matching loop is
+        # inlined below (not a call to _match): a call and a result tuple per
+        # crossing order are a measurable share of its cost.
+        if post_only or stp or quote_budget is not None:
             return self._place_other(order_id, user_id, side, price, qty, kind, tif, post_only, stp, quote_budget)
-        # Fast path: LIMIT, GTC, no self-trade prevention (almost all flow).  The
-        # matching loop is inlined here rather than calling _match: a call and
-        # a result tuple per crossing order are a measurable share of its cost.
+        if kind:
+            if kind != MARKET:
+                return self._place_other(order_id, user_id, side, price, qty, kind, tif, post_only, stp, quote_budget)
+            rests = False
+        elif tif:
+            if tif != IOC:  # FOK needs its pre-check
+                return self._place_other(order_id, user_id, side, price, qty, kind, tif, post_only, stp, quote_budget)
+            rests = False
+        else:
+            rests = True
         orders = self._orders
         if order_id in orders:
             raise ValueError(f"order {order_id} is already on the book")
-        try:  # free in 3.11 unless it raises; turns a None price or qty into a ValueError too
-            bad = qty <= 0 or price <= 0
-        except TypeError:
-            bad = True
-        if bad:
-            raise ValueError(f"order {order_id}: price and qty must be positive ints (got {price!r}, {qty!r})")
         if side == BUY:
-            lim = -price  # acceptable asks have key = -ask >= -price
-            key = price
             opposite = self._keys[SELL]
         elif side == SELL:
-            lim = price  # acceptable bids have key = bid >= price
-            key = -price
             opposite = self._keys[BUY]
         else:
             raise ValueError(f"unknown side {side!r}")
-
-        if opposite and opposite[-1] >= lim:
-            events: list[Event] = []
-            append = events.append
-            olevels = self._levels[side ^ 1]
-            while True:
-                okey = opposite[-1]
-                level = olevels[okey]
-                fill_price = level[_PRICE]
-                queue = level[_QUEUE]
-                while True:  # the level has live quantity, so a live order is found before it runs out
-                    m = queue[0]
-                    mqty = m[_QTY]
-                    if not mqty:  # cancelled earlier, lazily left in place
-                        queue.popleft()
-                        level[_DEAD] -= 1
-                        continue
-                    if mqty > qty:
-                        m[_QTY] = mqty - qty
-                        level[_TOTAL] -= qty
-                        append(_new(Fill, (order_id, m[_ID], user_id, m[_USER], fill_price, qty, side)))
-                        append(_new(Done, (order_id, FILLED)))
-                        return events
-                    queue.popleft()
-                    maker_id = m[_ID]
-                    del orders[maker_id]
-                    append(_new(Fill, (order_id, maker_id, user_id, m[_USER], fill_price, mqty, side)))
-                    append(_new(Done, (maker_id, FILLED)))
-                    qty -= mqty
-                    total = level[_TOTAL] - mqty
-                    if not total:
-                        del olevels[okey]
-                        opposite.pop()
-                        break
-                    level[_TOTAL] = total
-                    if not qty:
-                        break
-                if not qty:
-                    append(_new(Done, (order_id, FILLED)))
-                    return events
-                if not opposite or opposite[-1] < lim:
-                    break
-            self._rest(order_id, user_id, side, price, qty)
-            append(_new(Rested, (order_id, side, price, qty)))
-            return events
-
-        # Rests without matching (the common case): _rest, inlined.
-        o = [order_id, user_id, side, key, qty]
-        orders[order_id] = o
-        levels = self._levels[side]
-        level = levels.get(key)
-        if level is None:
-            levels[key] = [qty, deque((o,)), 0, price]
-            insort(self._keys[side], key)
+        try:  # a try costs nothing in 3.11 unless it raises
+            bad = qty <= 0 or price <= 0
+        except TypeError:  # None, or not a number at all
+            bad = True
+        if not bad:
+            # The limit as a key of the opposite side: acceptable makers have key >= lim.
+            lim = price if side else -price
+        elif price is None and kind:  # a market order without a protection cap
+            _check_qty(qty)
+            lim = _NO_LIMIT
         else:
-            level[_TOTAL] += qty
-            level[_QUEUE].append(o)
-        return [_new(Rested, (order_id, side, price, qty))]
+            raise ValueError(f"order {order_id}: price and qty must be positive ints (got {price!r}, {qty!r})")
+
+        if not opposite or opposite[-1] < lim:
+            if not rests:
+                return [_new(Done, (order_id, EXPIRED))]
+            # Rests without matching (the most common case): _rest, inlined.
+            key = -price if side else price
+            o = [order_id, user_id, side, key, qty]
+            orders[order_id] = o
+            levels = self._levels[side]
+            level = levels.get(key)
+            if level is None:
+                levels[key] = [qty, deque((o,)), 0, price]
+                insort(self._keys[side], key)
+            else:
+                level[_TOTAL] += qty
+                level[_QUEUE].append(o)
+            return [_new(Rested, (order_id, side, price, qty))]
+
+        events: list[Event] = []
+        olevels = self._levels[side ^ 1]
+        while True:
+            okey = opposite[-1]
+            level = olevels[okey]
+            fill_price = level[_PRICE]
+            queue = level[_QUEUE]
+            while True:  # the level has live quantity, so a live order is found before it runs out
+                m = queue[0]
+                mqty = m[_QTY]
+                if not mqty:  # cancelled earlier, lazily left in place
+                    queue.popleft()
+                    level[_DEAD] -= 1
+                    continue
+                if mqty > qty:  # the taker is done inside this maker
+                    m[_QTY] = mqty - qty
+                    level[_TOTAL] -= qty
+                    events.append(_new(Fill, (order_id, m[_ID], user_id, m[_USER], fill_price, qty, side)))
+                    events.append(_new(Done, (order_id, FILLED)))
+                    return events
+                queue.popleft()
+                maker_id = m[_ID]
+                del orders[maker_id]
+                events.append(_new(Fill, (order_id, maker_id, user_id, m[_USER], fill_price, mqty, side)))
+                events.append(_new(Done, (maker_id, FILLED)))
+                qty -= mqty
+                total = level[_TOTAL] - mqty
+                if not total:
+                    del olevels[okey]
+                    opposite.pop()
+                    break
+                level[_TOTAL] = total
+                if not qty:
+                    break
+            if not qty:
+                events.append(_new(Done, (order_id, FILLED)))
+                return events
+            if not opposite or opposite[-1] < lim:
+                break
+        if rests:
+            self._rest(order_id, user_id, side, price, qty)
+            events.append(_new(Rested, (order_id, side, price, qty)))
+        else:
+            events.append(_new(Done, (order_id, EXPIRED)))
+        return events
 
     def check_invariants(self) -> None:
         """Raise AssertionError unless the book's structures agree with each other.
@@ -329,7 +349,8 @@ class OrderBook:
             assert all(a < b for a, b in pairwise(keys)), f"side {side}: keys not ascending"
             assert set(keys) == set(levels), f"side {side}: sorted keys and levels disagree"
             for key, level in levels.items():
-                total, queue, dead = level
+                total, queue, dead, price = level
+                assert price == (-key if side == SELL else key), f"side {side} key {key}: level price {price}"
                 live = [o for o in queue if o[_QTY]]
                 assert total > 0, f"side {side} key {key}: empty level still listed"
                 assert total == sum(o[_QTY] for o in live), f"side {side} key {key}: total != sum of orders"
@@ -374,7 +395,7 @@ class OrderBook:
         stp: int,
         quote_budget: int | None,
     ) -> list[Event]:
-        """Everything but the plain LIMIT GTC path: validation, IOC/FOK, post-only, MARKET, STP, quote budget."""
+        """The rest of ``place``: post-only, FOK, self-trade prevention, quote budget, and full validation."""
         if order_id in self._orders:
             raise ValueError(f"order {order_id} is already on the book")
         if side not in _SIDES:
@@ -391,6 +412,8 @@ class OrderBook:
             _check_price(price)
             _check_qty(qty)
         elif kind == MARKET:
+            if post_only:
+                raise ValueError("post-only is for limit orders")
             if price is not None:
                 _check_price(price)
             if quote_budget is not None:

@@ -352,10 +352,12 @@ class MarketEngine:
         for order_id, status, cancel_requested_at in live.order_by("pk").values_list(
             "pk", "status", "cancel_requested_at"
         ):
-            if status == Status.PENDING:
-                commands.append((streams.PLACE, order_id))
+            # An order never booked whose cancel is already requested is only cancelled:
+            # booking it first could trade what its owner asked to withdraw.
             if cancel_requested_at is not None:
                 cancels.append((streams.CANCEL, order_id))
+            elif status == Status.PENDING:
+                commands.append((streams.PLACE, order_id))
         return commands + cancels
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -31,11 +32,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def start_engine() -> subprocess.Popen:
-    db = connection.settings_dict
+    # The same server as this test process, but its test database.
+    url = urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"])
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "exchange_site.settings.test",
-        "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+        "DATABASE_URL": urlunsplit(url),
         "REDIS_URL": settings.REDIS_URL,
         "LOG_LEVEL": "WARNING",
     }
@@ -48,9 +50,11 @@ def start_engine() -> subprocess.Popen:
     )
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
+def wait_until(condition, timeout: float, what: str, engine: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        if engine.poll() is not None:
+            raise AssertionError(f"the engine exited ({engine.returncode}): {engine.stderr.read().decode()[-3000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -91,14 +95,14 @@ def test_engine_killed_mid_stream_recovers_without_loss_or_double_apply(market, 
     engine = start_engine()
     try:
         send(150)
-        wait_until(lambda: Trade.objects.count() >= 5, 30, "the engine to trade")
+        wait_until(lambda: Trade.objects.count() >= 5, 30, "the engine to trade", engine)
         send(100)  # still arriving while the engine is killed
         engine.send_signal(signal.SIGKILL)
         engine.wait(10)
         send(100)  # accepted while no engine runs: PENDING, in the stream
         assert Order.objects.filter(status=Order.Status.PENDING).exists()
         engine = start_engine()
-        wait_until(settled, 60, "the restarted engine to settle every order")
+        wait_until(settled, 60, "the restarted engine to settle every order", engine)
     finally:
         engine.send_signal(signal.SIGTERM)
         try:
