@@ -102,9 +102,7 @@ def _positive(name: str, value: Decimal) -> Decimal:
             details={"field": name},
         )
     if value >= MAX_AMOUNT:
-        raise ApplicationError(
-            f"{name} {plain(value)} is too large.", code="number_too_large", details={"field": name}
-        )
+        raise ApplicationError(f"{name} {plain(value)} is too large.", code="number_too_large", details={"field": name})
     return value
 
 

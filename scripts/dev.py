@@ -112,7 +112,7 @@ def cmd_run() -> int:
     honcho = str(VENV / "bin" / "honcho")
     # Replace this process: Ctrl-C and SIGTERM reach honcho, which stops every process it started.
     os.chdir(ROOT)
-    os.execve(honcho, [honcho, "-f", str(ROOT / "Procfile"), "start"], env)
+    os.execve(honcho, [honcho, "-f", str(ROOT / "Procfile"), "start"], env)  # noqa: S606
 
 
 def cmd_test(pytest_args: list[str]) -> int:

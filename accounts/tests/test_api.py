@@ -19,7 +19,7 @@ D = Decimal
 
 pytestmark = pytest.mark.django_db
 
-# BUG (exchange_site/fields.py): POST /orders answers 500 after placing the order; see orders/tests/test_api.py.
+
 @pytest.fixture
 def client():
     return APIClient()

@@ -25,9 +25,7 @@ S = Order.Status
 
 pytestmark = pytest.mark.django_db
 
-# BUG (exchange_site/fields.py, AmountField.to_representation): it calls ``value.normalize()``, but the
-# Order that place_order returns still holds the int 0 of its ``default=0`` fields (filled_quantity,
-# filled_quote), so POST /orders crashes with a 500 after the order was stored and its funds locked.
+
 def client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
