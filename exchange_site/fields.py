@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from exchange_site.amounts import plain
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "example": "0.015"})
 class AmountField(serializers.Field):
     """A decimal amount: accepted as a JSON string or number (parsed as Decimal), rendered as a plain string.
 

@@ -249,34 +249,38 @@ class OrderBook:
         else:
             rests = True
         orders = self._orders
-        if order_id in orders:
-            raise ValueError(f"order {order_id} is already on the book")
         if side == BUY:
             opposite = self._keys[SELL]
         elif side == SELL:
             opposite = self._keys[BUY]
         else:
             raise ValueError(f"unknown side {side!r}")
-        try:  # a try costs nothing in 3.11 unless it raises
-            bad = qty <= 0 or price <= 0
-        except TypeError:  # None, or not a number at all
-            bad = True
-        if not bad:
+        if price is None:
+            if not kind:
+                raise ValueError(f"order {order_id}: a limit order needs a price")
+            if type(qty) is not int or qty <= 0:
+                raise ValueError(f"order {order_id}: qty must be a positive int of lots (got {qty!r})")
+            lim = _NO_LIMIT  # a market order without a protection cap takes any price
+        else:
+            try:  # a try costs nothing in 3.11 unless it raises
+                bad = qty <= 0 or price <= 0
+            except TypeError:  # not a number at all
+                bad = True
+            if bad:
+                raise ValueError(f"order {order_id}: price and qty must be positive ints (got {price!r}, {qty!r})")
             # The limit as a key of the opposite side: acceptable makers have key >= lim.
             lim = price if side else -price
-        elif price is None and kind:  # a market order without a protection cap
-            _check_qty(qty)
-            lim = _NO_LIMIT
-        else:
-            raise ValueError(f"order {order_id}: price and qty must be positive ints (got {price!r}, {qty!r})")
 
         if not opposite or opposite[-1] < lim:
             if not rests:
+                if order_id in orders:
+                    raise ValueError(f"order {order_id} is already on the book")
                 return [_new(Done, (order_id, EXPIRED))]
             # Rests without matching (the most common case): _rest, inlined.
             key = -price if side else price
             o = [order_id, user_id, side, key, qty]
-            orders[order_id] = o
+            if orders.setdefault(order_id, o) is not o:  # the duplicate check and the insert in one lookup
+                raise ValueError(f"order {order_id} is already on the book")
             levels = self._levels[side]
             level = levels.get(key)
             if level is None:
@@ -287,6 +291,8 @@ class OrderBook:
                 level[_QUEUE].append(o)
             return [_new(Rested, (order_id, side, price, qty))]
 
+        if order_id in orders:
+            raise ValueError(f"order {order_id} is already on the book")
         events: list[Event] = []
         olevels = self._levels[side ^ 1]
         while True:
@@ -326,11 +332,21 @@ class OrderBook:
                 return events
             if not opposite or opposite[-1] < lim:
                 break
-        if rests:
-            self._rest(order_id, user_id, side, price, qty)
-            events.append(_new(Rested, (order_id, side, price, qty)))
-        else:
+        if not rests:
             events.append(_new(Done, (order_id, EXPIRED)))
+            return events
+        key = -price if side else price
+        o = [order_id, user_id, side, key, qty]
+        orders[order_id] = o
+        levels = self._levels[side]
+        level = levels.get(key)
+        if level is None:
+            levels[key] = [qty, deque((o,)), 0, price]
+            insort(self._keys[side], key)
+        else:
+            level[_TOTAL] += qty
+            level[_QUEUE].append(o)
+        events.append(_new(Rested, (order_id, side, price, qty)))
         return events
 
     def check_invariants(self) -> None:
