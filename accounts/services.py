@@ -179,6 +179,35 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
     logger.info("withdrawal", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
+def lock_funds(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> bool:
+    """Hold ``amount`` for an order (available -> locked) if the available balance covers it.
+
+    Call inside the transaction that stores the order.  One statement: a guarded
+    UPDATE (``WHERE available >= amount``, so concurrent placements can never
+    lock more than the user has) feeding the two ledger entries.  Returns False,
+    having changed nothing, when the funds are not there.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH held AS ("
+            " UPDATE accounts_balance SET available = available - %(amount)s, locked = locked + %(amount)s"
+            " WHERE user_id = %(user)s AND asset_id = %(asset)s AND available >= %(amount)s RETURNING user_id)"
+            " INSERT INTO accounts_ledgerentry (user_id, asset_id, bucket, amount, reason, order_id, note)"
+            " SELECT %(user)s, %(asset)s, v.bucket, v.amount, %(reason)s, %(order)s, '' FROM held,"
+            " (VALUES (%(available)s, -%(amount)s::numeric), (%(locked)s, %(amount)s::numeric)) AS v(bucket, amount)",
+            {
+                "amount": amount,
+                "user": user_id,
+                "asset": asset_id,
+                "order": order_id,
+                "reason": LedgerEntry.Reason.ORDER_LOCK.value,
+                "available": AVAILABLE,
+                "locked": LOCKED,
+            },
+        )
+        return cursor.rowcount == 2
+
+
 def lock_entries(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> list[Entry]:
     """Entries that hold ``amount`` for an order: available -> locked."""
     return [

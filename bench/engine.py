@@ -7,7 +7,7 @@ Both replays run in this process over the same pre-generated command list,
 after a full GC with the list frozen out of later collections (it is input,
 not work).  Each timing covers only the replay, and both include the same
 per-trade digest work: the reference hashes inside its own matching loop; we
-hash from the ``Fill`` events the book returns, inside the timed loop, with
+hash from the FILL events (tagged tuples) the book returns, inside the timed loop, with
 the same f-string.  Converting "buy"/"sell" to BUY/SELL is inside our timed
 loop too.  The resting bid/ask totals are read after the clock stops, for
 both.  Each book is replayed ``--repeat`` times (alternating which goes first)
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from matching.book import BUY, MARKET, SELL, Fill, OrderBook  # noqa: E402  (needs the repo on sys.path)
+from matching.book import BUY, FILL, MARKET, SELL, OrderBook  # noqa: E402  (needs the repo on sys.path)
 
 DEFAULT_WORKLOAD = REPO.parent / "shared" / "bench" / "workload.py"
 
@@ -68,18 +68,19 @@ def replay_ours(commands: list[tuple]) -> tuple[OrderBook, int, int, int, str, f
             cancel(oid)
             continue
         else:
-            events = place(oid, user, sides[side], None, qty, kind=MARKET)
-        # An order that traded has at least one Fill plus its own outcome;
+            events = place(oid, user, sides[side], None, qty, MARKET)
+        # An order that traded has at least one FILL plus its own outcome;
         # one with a single event only rested or ended.
+        # (FILL, taker_id, maker_id, taker_user, maker_user, price, qty, taker_side, maker_left)
         if len(events) > 1:
             for e in events:
-                if type(e) is Fill:
-                    p = e[4]
-                    q = e[5]
+                if e[0] == FILL:
+                    p = e[5]
+                    q = e[6]
                     trades += 1
                     volume += q
                     notional += p * q
-                    update(f"{e[0]},{e[1]},{p},{q}\n".encode())
+                    update(f"{e[1]},{e[2]},{p},{q}\n".encode())
     elapsed = time.perf_counter() - start
     return book, trades, volume, notional, digest.hexdigest()[:16], elapsed
 

@@ -64,13 +64,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     code = next((c for kind, c in _DRF_CODES.items() if isinstance(exc, kind)), "error")
     if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        message = _first_message(details)
-        response.data = error_body(code, message, {"fields": details})
+        response.data = validation_error_body(exc)
         response.status_code = status.HTTP_400_BAD_REQUEST
     else:
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+def validation_error_body(exc: exceptions.ValidationError) -> dict[str, Any]:
+    """A serializer's field errors as one error body: the first message, and all of them in details."""
+    details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    return error_body("invalid_request", _first_message(details), {"fields": details})
 
 
 def _first_message(details: Any, prefix: str = "") -> str:

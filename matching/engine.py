@@ -223,31 +223,35 @@ class MarketEngine:
         if pending is not None and pending.status == Status.PENDING:
             self._finish(pending, Status.CANCELLED, effects, reason="cancelled_before_booked")
 
-    def _settle_events(self, taker: LiveOrder | None, events: Iterable, effects: BatchEffects) -> None:
+    def _settle_events(self, taker: LiveOrder | None, events: Iterable[tuple], effects: BatchEffects) -> None:
+        """Turn the book's events (tagged tuples, see ``matching.events``) into state and ledger changes."""
         for event in events:
-            if type(event) is mb.Fill:
+            tag = event[0]
+            if tag == mb.FILL:
                 self._settle_fill(event, effects)
-            elif type(event) is mb.Rested:
-                order = effects.orders[event.order_id]
+            elif tag == mb.RESTED:
+                order = effects.orders[event[1]]
                 order.status = Status.PARTIALLY_FILLED if order.filled_quantity else Status.OPEN
                 self.last_book_seq += 1
                 order.book_seq = self.last_book_seq
                 self.live[order.id] = order
-            else:  # Done
-                order = self.live.pop(event.order_id, None) or effects.orders[event.order_id]
+            else:  # DONE
+                _, order_id, book_status = event
+                order = self.live.pop(order_id, None) or effects.orders[order_id]
                 effects.orders[order.id] = order
-                status = _DONE_STATUS[event.status]
+                status = _DONE_STATUS[book_status]
                 reason = _end_reason(order, status, is_taker=taker is not None and taker.id == order.id)
                 self._finish(order, status, effects, reason=reason)
 
-    def _settle_fill(self, fill: mb.Fill, effects: BatchEffects) -> None:
+    def _settle_fill(self, fill: tuple, effects: BatchEffects) -> None:
+        _, taker_id, maker_id, _taker_user, _maker_user, price_ticks, lots, taker_side, maker_left = fill
         market = self.market
-        taker = effects.orders[fill.taker_id]
-        maker = self.live[fill.maker_id]
+        taker = effects.orders[taker_id]
+        maker = self.live[maker_id]
         effects.orders[maker.id] = maker
-        buy, sell = (taker, maker) if fill.taker_side == mb.BUY else (maker, taker)
-        price = from_ticks(market, fill.price)
-        qty = from_lots(market, fill.qty)
+        buy, sell = (taker, maker) if taker_side == mb.BUY else (maker, taker)
+        price = from_ticks(market, price_ticks)
+        qty = from_lots(market, lots)
         quote = price * qty
         buyer_rate = market.taker_fee_rate if buy is taker else market.maker_fee_rate
         seller_rate = market.taker_fee_rate if sell is taker else market.maker_fee_rate
@@ -277,10 +281,13 @@ class MarketEngine:
         for order in (buy, sell):
             order.filled_quantity += qty
             order.filled_quote += quote
-        if maker.status != Status.PENDING:
+        if maker_left == 0:  # the maker left the book: filled
+            del self.live[maker.id]
+            self._finish(maker, Status.FILLED, effects)
+        else:
             maker.status = Status.PARTIALLY_FILLED
         effects.trades.append(
-            (market.id, trade_id, price, qty, quote, "buy" if fill.taker_side == mb.BUY else "sell",
+            (market.id, trade_id, price, qty, quote, "buy" if taker_side == mb.BUY else "sell",
              buy.id, sell.id, buy.user_id, sell.user_id, buyer_fee, seller_fee, effects.now)
         )  # fmt: skip
         effects.last_price = price

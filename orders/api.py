@@ -10,7 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange_site.amounts import plain
+from exchange_site.api import error_body, validation_error_body
+from exchange_site.errors import ApplicationError
 from exchange_site.fields import AmountField
+from markets.models import Market
 from markets.selectors import market_get
 from orders import selectors, services
 from orders.models import Order, Trade
@@ -149,6 +152,69 @@ class OrdersView(APIView):
         market = market_get(symbol=data.pop("market"))
         order = services.place_order(user=request.user, market=market, request=services.OrderRequest(**data))
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class BatchPlaceSerializer(serializers.Serializer):
+    orders = serializers.ListField(
+        child=serializers.DictField(), min_length=1, max_length=services.MAX_BATCH, allow_empty=False
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="The HTTP status this order alone would have had.")
+    order = OrderSerializer(required=False)
+    error = serializers.DictField(required=False)
+
+
+class BatchResultsSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True)
+
+
+def _batch_result(outcome, ok_status: int) -> dict:
+    if isinstance(outcome, ApplicationError):
+        return {"status": outcome.status_code, "error": error_body(outcome.code, outcome.message, outcome.details)}
+    if isinstance(outcome, serializers.ValidationError):
+        return {"status": 400, "error": validation_error_body(outcome)}
+    return {"status": ok_status, "order": OrderSerializer(outcome).data}
+
+
+class OrdersBatchView(APIView):
+    """Place up to 20 orders at once; each is accepted or refused on its own (see each result's status)."""
+
+    @extend_schema(request=BatchPlaceSerializer, responses=BatchResultsSerializer)
+    def post(self, request: Request) -> Response:
+        payload = BatchPlaceSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        parsed: list[tuple[Market, services.OrderRequest] | Exception] = []
+        for item in payload.validated_data["orders"]:
+            serializer = PlaceOrderSerializer(data=item)
+            try:
+                serializer.is_valid(raise_exception=True)
+                data = dict(serializer.validated_data)
+                parsed.append((market_get(symbol=data.pop("market")), services.OrderRequest(**data)))
+            except (serializers.ValidationError, ApplicationError) as refusal:
+                parsed.append(refusal)
+        valid = [p for p in parsed if isinstance(p, tuple)]
+        placed = iter(services.place_orders(user=request.user, requests=valid))
+        outcomes = [next(placed) if isinstance(p, tuple) else p for p in parsed]
+        return Response({"results": [_batch_result(o, status.HTTP_201_CREATED) for o in outcomes]})
+
+
+class CancelBatchSerializer(serializers.Serializer):
+    order_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=services.MAX_BATCH
+    )
+
+
+class CancelBatchView(APIView):
+    """Cancel up to 20 of your orders by id; one result per id (202 when the cancel is on its way)."""
+
+    @extend_schema(request=CancelBatchSerializer, responses=BatchResultsSerializer)
+    def post(self, request: Request) -> Response:
+        payload = CancelBatchSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        outcomes = services.request_cancels(user=request.user, order_ids=payload.validated_data["order_ids"])
+        return Response({"results": [_batch_result(o, status.HTTP_202_ACCEPTED) for o in outcomes]})
 
 
 class OpenOrdersView(APIView):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -60,31 +61,27 @@ def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
     try:
         with transaction.atomic(durable=True):
             order.save(force_insert=True)
-            money.post_entries(
-                money.lock_entries(user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order.id)
-            )
+            if not money.lock_funds(user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order.id):
+                raise _insufficient_funds(order, market)
             transaction.on_commit(lambda: streams.send_commands(market.symbol, [(streams.PLACE, order.id)]))
     except IntegrityError as error:
-        raise _refusal_from_integrity_error(error, order=order, market=market) from None
+        raise _refusal_from_integrity_error(error, order=order) from None
     return order
 
 
-def _refusal_from_integrity_error(error: IntegrityError, *, order: Order, market: Market) -> Exception:
-    if money.is_overdraw(error):
-        asset = market.quote if order.side == Order.Side.BUY else market.base
-        return ApplicationError(
-            f"Insufficient {asset.symbol}: this order needs {plain(order.locked_amount)} {asset.symbol} available.",
-            code="insufficient_funds",
-            details={"asset": asset.symbol, "required": plain(order.locked_amount)},
-        )
+def _insufficient_funds(order: Order, market: Market) -> ApplicationError:
+    asset = market.quote if order.side == Order.Side.BUY else market.base
+    return ApplicationError(
+        f"Insufficient {asset.symbol}: this order needs {plain(order.locked_amount)} {asset.symbol} available.",
+        code="insufficient_funds",
+        details={"asset": asset.symbol, "required": plain(order.locked_amount)},
+    )
+
+
+def _refusal_from_integrity_error(error: IntegrityError, *, order: Order) -> Exception:
     diag = getattr(error.__cause__, "diag", None)
     if getattr(diag, "constraint_name", None) == "client_order_id_unique_per_user":
-        return ApplicationError(
-            f"You already have an order with client order id {order.client_order_id!r}.",
-            code="duplicate_client_order_id",
-            details={"client_order_id": order.client_order_id},
-            status=409,
-        )
+        return _duplicate_client_order_id(order.client_order_id)
     return error
 
 
@@ -237,6 +234,131 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
     return order
 
 
+MAX_BATCH = 20
+
+
+def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]]) -> list[Order | ApplicationError]:
+    """Place up to ``MAX_BATCH`` orders; each is accepted or refused on its own.
+
+    The accepted ones, with their locked funds, commit in one transaction and
+    reach the engine in one pipelined write.  The result list follows the
+    request list: an ``Order`` (PENDING) or the ``ApplicationError`` that refused it.
+    """
+    if len(requests) > MAX_BATCH:
+        raise ApplicationError(
+            f"A batch holds at most {MAX_BATCH} orders; this one has {len(requests)}.",
+            code="batch_too_large",
+            details={"max": MAX_BATCH},
+        )
+    results: list[Order | ApplicationError] = []
+    client_ids: set[str] = set()
+    for market, request in requests:
+        try:
+            order = _build_order(user=user, market=market, request=request)
+            if order.client_order_id in client_ids:
+                raise _duplicate_client_order_id(order.client_order_id)
+            client_ids.add(order.client_order_id)
+            results.append(order)
+        except ApplicationError as refusal:
+            results.append(refusal)
+    taken = set(
+        Order.objects.filter(user=user, client_order_id__in=client_ids).values_list("client_order_id", flat=True)
+    )
+    results = [
+        _duplicate_client_order_id(r.client_order_id) if isinstance(r, Order) and r.client_order_id in taken else r
+        for r in results
+    ]
+    orders = [r for r in results if isinstance(r, Order)]
+    if not orders:
+        return results
+    refused: dict[int, ApplicationError] = {}
+    try:
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('orders_order', 'id')) FROM generate_series(1, %s)",
+                [len(orders)],
+            )
+            now = timezone.now()
+            for order, (order_id,) in zip(orders, cursor.fetchall(), strict=True):
+                order.id, order.created_at, order.updated_at = order_id, now, now
+                market = order.market
+                asset_id = market.quote_id if order.side == Order.Side.BUY else market.base_id
+                if not money.lock_funds(
+                    user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order_id
+                ):
+                    refused[order_id] = _insufficient_funds(order, market)
+            accepted = [order for order in orders if order.id not in refused]
+            Order.objects.bulk_create(accepted)
+            commands: dict[str, list[tuple[str, int]]] = {}
+            for order in accepted:
+                commands.setdefault(order.market.symbol, []).append((streams.PLACE, order.id))
+            transaction.on_commit(lambda: streams.send_command_batches(commands))
+    except IntegrityError as error:
+        # Only a concurrent request reusing one of these client order ids gets here.
+        raise _refusal_from_integrity_error(error, order=orders[0]) from None
+    return [refused.get(r.id, r) if isinstance(r, Order) else r for r in results]
+
+
+def _duplicate_client_order_id(client_order_id: str) -> ApplicationError:
+    return ApplicationError(
+        f"You already have an order with client order id {client_order_id!r}.",
+        code="duplicate_client_order_id",
+        details={"client_order_id": client_order_id},
+        status=409,
+    )
+
+
+def request_cancels(*, user: User, order_ids: Sequence[int]) -> list[Order | ApplicationError]:
+    """Ask the engine to cancel several of ``user``'s orders; one result per id, in order."""
+    if len(order_ids) > MAX_BATCH:
+        raise ApplicationError(
+            f"A batch holds at most {MAX_BATCH} orders; this one has {len(order_ids)}.",
+            code="batch_too_large",
+            details={"max": MAX_BATCH},
+        )
+    with transaction.atomic(durable=True):
+        found = {
+            order.pk: order
+            for order in Order.objects.select_for_update(of=("self",))
+            .filter(user=user, pk__in=order_ids)
+            .select_related("market")
+            .order_by("pk")
+        }
+        results: list[Order | ApplicationError] = []
+        commands: dict[str, list[tuple[str, int]]] = {}
+        now = timezone.now()
+        for order_id in order_ids:
+            order = found.get(order_id)
+            if order is None:
+                results.append(_order_not_found(order_id=order_id))
+            elif not order.is_live:
+                results.append(_not_cancellable(order))
+            else:
+                if order.cancel_requested_at is None:
+                    order.cancel_requested_at = now
+                commands.setdefault(order.market.symbol, []).append((streams.CANCEL, order.pk))
+                results.append(order)
+        Order.objects.filter(
+            pk__in=[o.pk for o in results if isinstance(o, Order)], cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now)
+        if commands:
+            transaction.on_commit(lambda: streams.send_command_batches(commands))
+    return results
+
+
+def _order_not_found(**lookup: object) -> ApplicationError:
+    return ApplicationError("You have no such order.", code="order_not_found", details=lookup, status=404)
+
+
+def _not_cancellable(order: Order) -> ApplicationError:
+    return ApplicationError(
+        f"Order {order.pk} is already {order.status}; only pending or open orders can be cancelled.",
+        code="order_not_cancellable",
+        details={"order_id": order.pk, "status": order.status},
+        status=409,
+    )
+
+
 def request_cancel(*, user: User, order_id: int | None = None, client_order_id: str | None = None) -> Order:
     """Ask the engine to cancel one of ``user``'s live orders; returns the order as it stands.
 
@@ -246,19 +368,9 @@ def request_cancel(*, user: User, order_id: int | None = None, client_order_id: 
     with transaction.atomic(durable=True):
         order = Order.objects.select_for_update(of=("self",)).filter(lookup, user=user).select_related("market").first()
         if order is None:
-            raise ApplicationError(
-                "You have no such order.",
-                code="order_not_found",
-                details={"order_id": order_id, "client_order_id": client_order_id},
-                status=404,
-            )
+            raise _order_not_found(order_id=order_id, client_order_id=client_order_id)
         if not order.is_live:
-            raise ApplicationError(
-                f"Order {order.pk} is already {order.status}; only pending or open orders can be cancelled.",
-                code="order_not_cancellable",
-                details={"order_id": order.pk, "status": order.status},
-                status=409,
-            )
+            raise _not_cancellable(order)
         if order.cancel_requested_at is None:
             order.cancel_requested_at = timezone.now()
             order.save(update_fields=["cancel_requested_at"])

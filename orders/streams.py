@@ -8,7 +8,7 @@ them on one node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from exchange_site.redis import get_redis
 
@@ -24,8 +24,14 @@ def stream_key(symbol: str) -> str:
 
 def send_commands(symbol: str, commands: Iterable[tuple[str, int]]) -> None:
     """XADD each ``(command, order_id)`` to ``symbol``'s stream in one pipelined round trip."""
+    send_command_batches({symbol: commands})
+
+
+def send_command_batches(batches: Mapping[str, Iterable[tuple[str, int]]]) -> None:
+    """XADD the commands of several markets, each to its own stream, in one pipelined round trip."""
     pipe = get_redis().pipeline(transaction=False)
-    key = stream_key(symbol)
-    for command, order_id in commands:
-        pipe.xadd(key, {"c": command, "o": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+    for symbol, commands in batches.items():
+        key = stream_key(symbol)
+        for command, order_id in commands:
+            pipe.xadd(key, {"c": command, "o": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
     pipe.execute()
