@@ -112,7 +112,7 @@ def test_engine_killed_mid_stream_recovers_without_loss_or_double_apply(market, 
             raise
     assert engine.returncode == 0, stderr.decode()[-2000:]
 
-    assert Order.objects.count() > 300
+    assert Order.objects.count() > 250
     # No trade applied twice: ids unique and contiguous (constraint + invariant),
     # and each order's fills equal the trades that name it.
     for order in Order.objects.filter(filled_quantity__gt=0):
