@@ -323,7 +323,8 @@ class MarketEngine:
                 cursor.execute(
                     "UPDATE orders_order AS o SET status = v.status, filled_quantity = v.filled,"
                     " filled_quote = v.filled_quote, locked_amount = v.locked, book_seq = v.book_seq,"
-                    " end_reason = v.end_reason, updated_at = now()"
+                    " end_reason = v.end_reason, updated_at = now(),"
+                    " processed_at = COALESCE(o.processed_at, clock_timestamp())"
                     " FROM (VALUES "
                     + ", ".join(["(%s::bigint, %s, %s::numeric, %s::numeric, %s::numeric, %s::bigint, %s)"] * len(rows))
                     + ") AS v(id, status, filled, filled_quote, locked, book_seq, end_reason) WHERE o.id = v.id",

@@ -72,6 +72,9 @@ class Order(models.Model):
     book_seq = models.BigIntegerField(null=True, blank=True, help_text="Time priority in the book (engine's).")
     end_reason = models.CharField(max_length=32, blank=True, default="")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the engine's batch that first handled this order was written."
+    )
     created_at = models.DateTimeField(db_default=models.functions.Now())
     updated_at = models.DateTimeField(db_default=models.functions.Now())
 
