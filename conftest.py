@@ -15,11 +15,15 @@ def _clean_redis_and_caches(request):
     if "no_django" in request.keywords:
         yield
         return
+    from accounts import authentication
     from accounts.selectors import system_user_id
     from exchange_site.redis import get_redis
+    from markets.selectors import forget_cached_markets
 
     get_redis().flushdb()
     system_user_id.cache_clear()
+    forget_cached_markets()
+    authentication._cached_keys.clear()
     yield
 
 

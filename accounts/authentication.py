@@ -24,7 +24,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey
-from accounts.services import api_key_secret
+from accounts.services import api_key_secret, revoked_marker
+from exchange_site.local_cache import MISSING, TTLCache
 from exchange_site.redis import get_redis
 
 HEADER_KEY = "HTTP_X_API_KEY"
@@ -41,6 +42,23 @@ def signature_payload(*, timestamp: str, recv_window: str, method: str, path: st
 
 def sign(secret: str, payload: bytes) -> str:
     return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+# Keys are read on every signed request; each worker keeps them a few seconds.
+# Revocation cannot wait for that: ``api_key_revoke`` also sets a Redis marker
+# that every request checks (in the same round trip as the replay guard).
+API_KEY_CACHE_SECONDS = 10.0
+_cached_keys = TTLCache(API_KEY_CACHE_SECONDS)
+
+
+def _credentials(key: str) -> tuple[ApiKey, str] | None:
+    """The active key ``key`` with its user and decrypted secret, or None."""
+    cached = _cached_keys.get(key)
+    if cached is MISSING:
+        api_key = ApiKey.objects.select_related("user").filter(key=key, revoked_at__isnull=True).first()
+        cached = (api_key, api_key_secret(api_key)) if api_key is not None and api_key.user.is_active else None
+        _cached_keys.set(key, cached)
+    return cached
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -72,9 +90,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 f"The request's timestamp is outside the receive window ({window} ms); check your clock "
                 f"(server time is {now})."
             )
-        api_key = ApiKey.objects.select_related("user").filter(key=key, revoked_at__isnull=True).first()
-        if api_key is None or not api_key.user.is_active:
+        credentials = _credentials(key)
+        if credentials is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        api_key, secret = credentials
         payload = signature_payload(
             timestamp=timestamp,
             recv_window=recv_window,
@@ -82,10 +101,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             path=request.get_full_path(),
             body=request.body,
         )
-        if not hmac.compare_digest(sign(api_key_secret(api_key), payload), signature.lower()):
+        if not hmac.compare_digest(sign(secret, payload), signature.lower()):
             raise exceptions.AuthenticationFailed("The signature does not match this request.")
-        # Remember the signature for as long as it is valid: the same request twice is a replay.
-        if not get_redis().set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS):
+        # One round trip: remember the signature for as long as it is valid (the same
+        # request twice is a replay), and ask whether the key was revoked since this
+        # worker cached it.
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS)
+        pipe.exists(revoked_marker(key))
+        fresh, revoked = pipe.execute()
+        if revoked:
+            _cached_keys.discard(key)
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        if not fresh:
             raise exceptions.AuthenticationFailed("This signed request was already used; sign each request anew.")
         return api_key.user, api_key
 

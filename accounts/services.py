@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import external_user_id
 from exchange_site.amounts import decimal_places
 from exchange_site.errors import ApplicationError
+from exchange_site.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +210,51 @@ def lock_funds(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -
         return cursor.rowcount == 2
 
 
+def insert_holding_funds(
+    *, user_id: int, asset_id: int, amount: Decimal, table: str, row: Sequence[tuple[str, str, object]]
+) -> tuple[int, object] | None:
+    """Insert one row of ``table`` (an order) and hold ``amount`` for it, in ONE statement.
+
+    The guarded UPDATE of the balance, the INSERT of the row and the two ledger
+    entries are data-modifying CTEs of a single statement, so they are one
+    transaction and one database round trip: the row exists only if the funds
+    were held.  ``row`` is ``(column, sql_type, value)`` triples; the table
+    needs ``id`` and ``created_at`` columns.  Returns ``(id, created_at)``, or
+    None, having written nothing, when the available balance does not cover
+    ``amount``.  Raises IntegrityError for the row's own constraints.
+    """
+    params: dict[str, object] = {
+        "amount": amount,
+        "user": user_id,
+        "asset": asset_id,
+        "reason": LedgerEntry.Reason.ORDER_LOCK.value,
+        "available": AVAILABLE,
+        "locked": LOCKED,
+    }
+    columns, values = [], []
+    for index, (column, sql_type, value) in enumerate(row):
+        columns.append(column)
+        values.append(f"%(v{index})s::{sql_type}")
+        params[f"v{index}"] = value
+    # Alone, the statement is its own transaction.  Inside a caller's transaction
+    # a savepoint keeps a refused row (a constraint) from aborting the caller's work.
+    scope = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with scope, connection.cursor() as cursor:
+        cursor.execute(
+            "WITH held AS ("
+            " UPDATE accounts_balance SET available = available - %(amount)s, locked = locked + %(amount)s"
+            " WHERE user_id = %(user)s AND asset_id = %(asset)s AND available >= %(amount)s RETURNING 1),"
+            f" record AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM held"
+            " RETURNING id, created_at),"
+            " entries AS (INSERT INTO accounts_ledgerentry (user_id, asset_id, bucket, amount, reason, order_id, note)"
+            " SELECT %(user)s, %(asset)s, v.bucket, v.amount, %(reason)s, record.id, '' FROM record,"
+            " (VALUES (%(available)s, -%(amount)s::numeric), (%(locked)s, %(amount)s::numeric)) AS v(bucket, amount))"
+            " SELECT id, created_at FROM record",
+            params,
+        )
+        return cursor.fetchone()
+
+
 def lock_entries(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> list[Entry]:
     """Entries that hold ``amount`` for an order: available -> locked."""
     return [
@@ -259,7 +306,18 @@ def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
+            # Web workers cache keys for a few seconds; this marker refuses the key at once.
+            marker = revoked_marker(api_key.key)
+            transaction.on_commit(lambda: get_redis().set(marker, 1, ex=REVOKED_MARKER_SECONDS))
     return api_key
+
+
+# Longer than any worker caches a key (accounts.authentication.API_KEY_CACHE_SECONDS).
+REVOKED_MARKER_SECONDS = 3600
+
+
+def revoked_marker(key: str) -> str:
+    return f"api:revoked:{key}"
 
 
 def entries_sum(entries: Iterable[Entry]) -> dict[int, Decimal]:

@@ -10,6 +10,7 @@ from accounts.models import Asset
 from exchange_site.amounts import decimal_places
 from exchange_site.errors import ApplicationError
 from markets.models import Market
+from markets.selectors import forget_cached_markets
 
 
 def market_create(
@@ -63,5 +64,6 @@ def market_set_status(*, market: Market, status: str) -> Market:
         raise ApplicationError(f"Unknown market status {status!r}.", code="invalid_market_status")
     with transaction.atomic(durable=True):
         Market.objects.filter(pk=market.pk).update(status=status)
+    forget_cached_markets()
     market.status = status
     return market

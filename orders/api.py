@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
@@ -40,6 +42,43 @@ class OrderSerializer(serializers.ModelSerializer):
 
     def get_cancel_requested(self, order: Order) -> bool:
         return order.cancel_requested_at is not None
+
+    def to_representation(self, order: Order) -> dict:
+        """The fields above, built directly: on the order-entry path DRF's generic field walk cost more
+        than the database round trip (measured with bench/profile_place.py)."""
+        return {
+            "id": order.pk,
+            "client_order_id": order.client_order_id,
+            "market": order.market.symbol,
+            "side": order.side,
+            "type": order.type,
+            "time_in_force": order.time_in_force,
+            "stp_mode": order.stp_mode,
+            "price": _amount(order.price),
+            "quantity": _amount(order.quantity),
+            "quote_quantity": _amount(order.quote_quantity),
+            "protection_price": _amount(order.protection_price),
+            "status": order.status,
+            "filled_quantity": _amount(order.filled_quantity),
+            "filled_quote": _amount(order.filled_quote),
+            "locked_amount": _amount(order.locked_amount),
+            "end_reason": order.end_reason,
+            "cancel_requested": order.cancel_requested_at is not None,
+            "created_at": _timestamp(order.created_at),
+            "updated_at": _timestamp(order.updated_at),
+        }
+
+
+def _amount(value) -> str | None:
+    return None if value is None else plain(value)
+
+
+def _timestamp(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as DRF renders datetimes."""
+    if value is None:
+        return None
+    text = value.astimezone(dt.UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class PlaceOrderSerializer(serializers.Serializer):

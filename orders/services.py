@@ -59,14 +59,45 @@ def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
     order = _build_order(user=user, market=market, request=request)
     asset_id = market.quote_id if order.side == Order.Side.BUY else market.base_id
     try:
-        with transaction.atomic(durable=True):
-            order.save(force_insert=True)
-            if not money.lock_funds(user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order.id):
-                raise _insufficient_funds(order, market)
-            transaction.on_commit(lambda: streams.send_commands(market.symbol, [(streams.PLACE, order.id)]))
+        # One statement, so one transaction and one round trip: hold the funds,
+        # insert the order, write the ledger entries (see insert_holding_funds).
+        inserted = money.insert_holding_funds(
+            user_id=user.id, asset_id=asset_id, amount=order.locked_amount, table="orders_order", row=_order_row(order)
+        )
     except IntegrityError as error:
         raise _refusal_from_integrity_error(error, order=order) from None
+    if inserted is None:
+        raise _insufficient_funds(order, market)
+    order.id, order.created_at = inserted
+    order.updated_at = order.created_at
+    # Outside a transaction this runs now: the statement above has committed.
+    transaction.on_commit(lambda: streams.send_commands(market.symbol, [(streams.PLACE, order.id)]))
     return order
+
+
+_AMOUNT_SQL = "numeric(36, 18)"
+
+
+def _order_row(order: Order) -> list[tuple[str, str, object]]:
+    """The new order's columns for a raw INSERT (the rest take their database defaults)."""
+    return [
+        ("user_id", "bigint", order.user_id),
+        ("market_id", "bigint", order.market_id),
+        ("client_order_id", "varchar", order.client_order_id),
+        ("side", "varchar", order.side),
+        ("type", "varchar", order.type),
+        ("time_in_force", "varchar", order.time_in_force),
+        ("stp_mode", "varchar", order.stp_mode),
+        ("price", _AMOUNT_SQL, order.price),
+        ("quantity", _AMOUNT_SQL, order.quantity),
+        ("quote_quantity", _AMOUNT_SQL, order.quote_quantity),
+        ("protection_price", _AMOUNT_SQL, order.protection_price),
+        ("status", "varchar", order.status),
+        ("filled_quantity", _AMOUNT_SQL, Decimal(0)),
+        ("filled_quote", _AMOUNT_SQL, Decimal(0)),
+        ("locked_amount", _AMOUNT_SQL, order.locked_amount),
+        ("end_reason", "varchar", ""),
+    ]
 
 
 def _insufficient_funds(order: Order, market: Market) -> ApplicationError:

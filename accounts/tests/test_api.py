@@ -364,3 +364,24 @@ def test_signed_requests_act_as_the_keys_owner_only(bot, key, bob, market):
         user=bob, market=market, client_order_id="b1", side="buy", type="limit", price=D(1), quantity=D(1)
     )
     assert_error(signed(bot, "GET", f"/api/v1/orders/{bobs.pk}", key), 404, "order_not_found")
+
+
+def test_a_key_revoked_while_cached_by_the_worker_is_refused_at_once(
+    bot, key, alice, django_capture_on_commit_callbacks
+):
+    assert signed(bot, "GET", "/api/v1/account/balances", key).status_code == 200  # now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_revoke(user=alice, key_id=ApiKey.objects.get(key=key[0]).pk)
+    assert_error(signed(bot, "GET", "/api/v1/account/balances", key), 401, "authentication_failed")
+
+
+def test_requests_past_the_rate_limit_get_429_throttled(alice, monkeypatch):
+    from exchange_site import throttling
+
+    monkeypatch.setattr(throttling.UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute"})
+    client = APIClient()
+    client.force_authenticate(alice)
+    assert [client.get("/api/v1/account/balances").status_code for _ in range(3)] == [200] * 3
+    response = client.get("/api/v1/account/balances")
+    assert_error(response, 429, "throttled")
+    assert int(response["Retry-After"]) <= 60
