@@ -101,10 +101,12 @@ def cmd_run() -> int:
     run([*manage, "seed_demo"], env=env)
     port = free_port(int(env.get("PORT", "8000")))
     env["PORT"] = str(port)
+    env["WS_PORT"] = str(free_port(int(env.get("WS_PORT", str(port + 1)))))
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     url = f"http://127.0.0.1:{port}"
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
+        f"  WebSocket: ws://127.0.0.1:{env['WS_PORT']}/ws (daphne)\n"
         "  Logins:    admin/admin (operator), alice/alice and bob/bob (traders)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
