@@ -10,6 +10,28 @@ from rest_framework import serializers
 from exchange_site.amounts import plain
 
 
+class AmountError(ValueError):
+    def __init__(self, kind: str) -> None:
+        super().__init__(AmountField.default_error_messages[kind])
+        self.kind = kind
+
+
+def parse_amount(data: object) -> Decimal:
+    """A finite Decimal from a JSON string or number (already a Decimal: never a float); AmountError if not."""
+    if isinstance(data, bool) or not isinstance(data, (str, int, Decimal)):
+        raise AmountError("invalid")
+    text = str(data).strip()
+    if len(text) > 64:
+        raise AmountError("too_long")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise AmountError("invalid") from None
+    if not value.is_finite():
+        raise AmountError("not_finite")
+    return value
+
+
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.015"})
 class AmountField(serializers.Field):
     """A decimal amount: accepted as a JSON string or number (parsed as Decimal), rendered as a plain string.
@@ -25,18 +47,10 @@ class AmountField(serializers.Field):
     }
 
     def to_internal_value(self, data) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, (str, int, Decimal)):
-            self.fail("invalid")
-        text = str(data).strip()
-        if len(text) > 64:
-            self.fail("too_long")
         try:
-            value = Decimal(text)
-        except InvalidOperation:
-            self.fail("invalid")
-        if not value.is_finite():
-            self.fail("not_finite")
-        return value
+            return parse_amount(data)
+        except AmountError as error:
+            self.fail(error.kind)
 
     def to_representation(self, value: Decimal | None) -> str | None:
         return None if value is None else plain(value)

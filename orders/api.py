@@ -19,6 +19,7 @@ from markets.models import Market
 from markets.selectors import market_get
 from orders import selectors, services
 from orders.models import Order, Trade
+from orders.parsing import parse_place_order
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -185,11 +186,8 @@ class OrdersView(APIView):
 
     @extend_schema(request=PlaceOrderSerializer, responses={201: OrderSerializer})
     def post(self, request: Request) -> Response:
-        payload = PlaceOrderSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        market = market_get(symbol=data.pop("market"))
-        order = services.place_order(user=request.user, market=market, request=services.OrderRequest(**data))
+        symbol, order_request = parse_place_order(request.data)
+        order = services.place_order(user=request.user, market=market_get(symbol=symbol), request=order_request)
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
 
@@ -226,11 +224,9 @@ class OrdersBatchView(APIView):
         payload.is_valid(raise_exception=True)
         parsed: list[tuple[Market, services.OrderRequest] | Exception] = []
         for item in payload.validated_data["orders"]:
-            serializer = PlaceOrderSerializer(data=item)
             try:
-                serializer.is_valid(raise_exception=True)
-                data = dict(serializer.validated_data)
-                parsed.append((market_get(symbol=data.pop("market")), services.OrderRequest(**data)))
+                symbol, order_request = parse_place_order(item)
+                parsed.append((market_get(symbol=symbol), order_request))
             except (serializers.ValidationError, ApplicationError) as refusal:
                 parsed.append(refusal)
         valid = [p for p in parsed if isinstance(p, tuple)]
