@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import external_user_id
+from exchange_site import sql
 from exchange_site.amounts import decimal_places
 from exchange_site.errors import ApplicationError
 from exchange_site.redis import get_redis
@@ -86,53 +87,51 @@ def _apply_deltas(cursor, rows: list[tuple[tuple[int, int], list[Decimal]]]) -> 
     proposes to insert (the bare delta) before it sees the conflict.  So: lock
     the existing rows in key order, update them, and insert the ones missing.
     """
-    values = ", ".join(["(%s::bigint, %s::bigint, %s::numeric, %s::numeric)"] * len(rows))
-    params: list[object] = []
-    for (user_id, asset_id), (available, locked) in rows:
-        params += [user_id, asset_id, available, locked]
+    users, assets, available, locked = sql.columns([(*key, *delta) for key, delta in rows], 4)
     if len(rows) > 1:
-        keys = ", ".join(["(%s::bigint, %s::bigint)"] * len(rows))
         cursor.execute(
-            f"SELECT 1 FROM accounts_balance WHERE (user_id, asset_id) IN ({keys})"
-            " ORDER BY user_id, asset_id FOR UPDATE",
-            [value for (key, _) in rows for value in key],
+            "SELECT 1 FROM accounts_balance WHERE (user_id, asset_id) IN"
+            f" (SELECT * FROM {sql.unnest(['bigint', 'bigint'])}) ORDER BY user_id, asset_id FOR UPDATE",
+            [users, assets],
         )
     cursor.execute(
         "UPDATE accounts_balance AS b SET available = b.available + v.available, locked = b.locked + v.locked"
-        f" FROM (VALUES {values}) AS v(user_id, asset_id, available, locked)"
+        f" FROM {sql.unnest(['bigint', 'bigint', 'numeric', 'numeric'])} AS v(user_id, asset_id, available, locked)"
         " WHERE b.user_id = v.user_id AND b.asset_id = v.asset_id RETURNING b.user_id, b.asset_id",
-        params,
+        [users, assets, available, locked],
     )
     updated = set(cursor.fetchall())
-    missing = [(key, delta) for key, delta in rows if key not in updated]
+    missing = [(*key, *delta) for key, delta in rows if key not in updated]
     if missing:
         # A balance never held is zero: a negative delta fails the CHECK, i.e. an overdraw.
         cursor.execute(
-            "INSERT INTO accounts_balance (user_id, asset_id, available, locked) VALUES "
-            + ", ".join(["(%s, %s, %s, %s)"] * len(missing))
-            + " ON CONFLICT (user_id, asset_id) DO UPDATE SET"
+            "INSERT INTO accounts_balance (user_id, asset_id, available, locked)"
+            f" SELECT * FROM {sql.unnest(['bigint', 'bigint', 'numeric', 'numeric'])}"
+            " ON CONFLICT (user_id, asset_id) DO UPDATE SET"
             " available = accounts_balance.available + EXCLUDED.available,"
             " locked = accounts_balance.locked + EXCLUDED.locked",
-            [value for (key, (available, locked)) in missing for value in (*key, available, locked)],
+            sql.columns(missing, 4),
         )
 
 
+_LEDGER_COLUMNS = "user_id, asset_id, bucket, amount, reason, order_id, trade_id, note"
+_LEDGER_TYPES = ["bigint", "bigint", "varchar", "numeric", "varchar", "bigint", "bigint", "varchar"]
+
+
 def _insert_ledger(cursor, entries: Sequence[Entry]) -> None:
-    columns = "user_id, asset_id, bucket, amount, reason, order_id, trade_id, note"
     ledger = [
         (e.user_id, e.asset_id, e.bucket, e.amount, e.reason, e.order_id, e.trade_id, e.note)
         for e in entries
         if e.amount
     ]
-    if len(ledger) >= _COPY_THRESHOLD:
-        with cursor.cursor.copy(f"COPY accounts_ledgerentry ({columns}) FROM STDIN") as copy:
+    if len(ledger) >= _COPY_THRESHOLD:  # the engine's large batches: COPY streams rows fastest
+        with cursor.cursor.copy(f"COPY accounts_ledgerentry ({_LEDGER_COLUMNS}) FROM STDIN") as copy:
             for row in ledger:
                 copy.write_row(row)
     elif ledger:
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(ledger))
         cursor.execute(
-            f"INSERT INTO accounts_ledgerentry ({columns}) VALUES {values}",
-            [value for row in ledger for value in row],
+            f"INSERT INTO accounts_ledgerentry ({_LEDGER_COLUMNS}) SELECT * FROM {sql.unnest(_LEDGER_TYPES)}",
+            sql.columns(ledger, len(_LEDGER_TYPES)),
         )
 
 
@@ -181,33 +180,49 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
     logger.info("withdrawal", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
-def lock_funds(*, user_id: int, asset_id: int, amount: Decimal, order_id: int) -> bool:
-    """Hold ``amount`` for an order (available -> locked) if the available balance covers it.
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Funds one order of a batch needs held."""
 
-    Call inside the transaction that stores the order.  One statement: a guarded
-    UPDATE (``WHERE available >= amount``, so concurrent placements can never
-    lock more than the user has) feeding the two ledger entries.  Returns False,
-    having changed nothing, when the funds are not there.
+    asset_id: int
+    amount: Decimal
+    order_id: int
+
+
+def lock_funds_batch(*, user_id: int, holds: Sequence[Hold]) -> set[int]:
+    """Hold funds for several orders of one user; return the order ids whose funds were held.
+
+    Call inside the transaction that stores the orders.  Set-based: the user's
+    balance rows are locked in asset order (SELECT ... FOR UPDATE), each hold
+    is granted in turn while the available balance covers it (a refused one
+    does not stop later, smaller ones), then one UPDATE applies the totals and
+    one INSERT writes every ledger entry.
     """
+    assets = sorted({h.asset_id for h in holds})
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH held AS ("
-            " UPDATE accounts_balance SET available = available - %(amount)s, locked = locked + %(amount)s"
-            " WHERE user_id = %(user)s AND asset_id = %(asset)s AND available >= %(amount)s RETURNING user_id)"
-            " INSERT INTO accounts_ledgerentry (user_id, asset_id, bucket, amount, reason, order_id, note)"
-            " SELECT %(user)s, %(asset)s, v.bucket, v.amount, %(reason)s, %(order)s, '' FROM held,"
-            " (VALUES (%(available)s, -%(amount)s::numeric), (%(locked)s, %(amount)s::numeric)) AS v(bucket, amount)",
-            {
-                "amount": amount,
-                "user": user_id,
-                "asset": asset_id,
-                "order": order_id,
-                "reason": LedgerEntry.Reason.ORDER_LOCK.value,
-                "available": AVAILABLE,
-                "locked": LOCKED,
-            },
+            "SELECT asset_id, available FROM accounts_balance WHERE user_id = %s AND asset_id = ANY(%s)"
+            " ORDER BY asset_id FOR UPDATE",
+            [user_id, assets],
         )
-        return cursor.rowcount == 2
+        available = dict(cursor.fetchall())
+        granted: list[Hold] = []
+        totals: dict[int, Decimal] = defaultdict(Decimal)
+        for hold in holds:
+            if available.get(hold.asset_id, Decimal(0)) >= hold.amount:
+                available[hold.asset_id] -= hold.amount
+                totals[hold.asset_id] += hold.amount
+                granted.append(hold)
+        if granted:
+            rows = [((user_id, asset_id), [-total, total]) for asset_id, total in sorted(totals.items())]
+            _apply_deltas(cursor, rows)
+            entries = [
+                entry
+                for h in granted
+                for entry in lock_entries(user_id=user_id, asset_id=h.asset_id, amount=h.amount, order_id=h.order_id)
+            ]
+            _insert_ledger(cursor, entries)
+    return {h.order_id for h in granted}
 
 
 def insert_holding_funds(

@@ -363,6 +363,16 @@ def stop_services(services: list[Service]) -> None:
             service.process.wait(timeout=5)
 
 
+def stack_pids(services: list[Service]) -> dict[str, int]:
+    """The root process of each part of our own stack, for CPU accounting."""
+    pids = {service.name: service.process.pid for service in services}
+    pidfiles = {"postgres": DATA_DIR / "pg" / "postmaster.pid", "redis": DATA_DIR / "redis" / "redis.pid"}
+    for name, pidfile in pidfiles.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids[name] = int(pidfile.read_text().split()[0])
+    return pids
+
+
 def wait_until_up(url: str, services: list[Service], timeout: float = 60.0) -> None:
     parts = urllib.parse.urlsplit(url)
     deadline = time.monotonic() + timeout
@@ -554,7 +564,6 @@ def run_load(
     for _ in range(steps):
         walk.append(max(100_000, walk[-1] + round(rng.gauss(0, WALK_SIGMA_TICKS))))
     start_at = time.time() + 1.5
-    meter.mark_start()
     processes = []
     for i in range(args.clients):
         config = ClientConfig(
@@ -571,10 +580,12 @@ def run_load(
         process = ctx.Process(target=run_client, args=(config, progress, results), name=f"e2e-client-{i}")
         process.start()
         processes.append(process)
+    time.sleep(max(0.0, start_at - time.time()))
+    meter.mark_start()
     collected: list[ClientResult] = []
     deadline = start_at + args.seconds + 60
     measuring = True
-    next_report = start_at + PROGRESS_EVERY_S
+    next_report, last_report, last_done = start_at + PROGRESS_EVERY_S, start_at, 0
     while len(collected) < args.clients and time.time() < deadline:
         with contextlib.suppress(Exception):
             collected.append(results.get(timeout=0.5))
@@ -585,8 +596,13 @@ def run_load(
         if now >= next_report:
             done = sum(progress)
             elapsed = max(now - start_at, 1e-9)
-            print(f"  .. {elapsed:5.1f} s: {done} requests ({done / elapsed:.0f}/s)", file=sys.stderr, flush=True)
-            next_report = now + PROGRESS_EVERY_S
+            recent = (done - last_done) / max(now - last_report, 1e-9)
+            print(
+                f"  .. {elapsed:5.1f} s: {done} requests ({done / elapsed:.0f}/s overall, {recent:.0f}/s lately)",
+                file=sys.stderr,
+                flush=True,
+            )
+            next_report, last_report, last_done = now + PROGRESS_EVERY_S, now, done
     if measuring:
         meter.mark_end()
     for process in processes:
@@ -600,7 +616,9 @@ def run_load(
     return collected
 
 
-def report(args: argparse.Namespace, results: list[ClientResult], backlog: dict[str, int | None]) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace, results: list[ClientResult], backlog: dict[str, int | None], cpu: dict[str, float]
+) -> dict[str, Any]:
     from orders.models import Trade
 
     load_s = max(r.ended for r in results) - min(r.started for r in results) if results else float(args.seconds)
@@ -644,6 +662,7 @@ def report(args: argparse.Namespace, results: list[ClientResult], backlog: dict[
         "latency_commit_ms": latency_summary(commit_ms),
         "accepted_without_processed_at": no_processed_at,
         "backlog_at_end": backlog,
+        "cpu_cores_during_load": cpu,
     }
 
     def ms(summary: dict[str, Any]) -> str:
@@ -666,6 +685,7 @@ def report(args: argparse.Namespace, results: list[ClientResult], backlog: dict[
     )
     if transport:
         print(f"transport errors:             {dict(transport)}")
+    print(f"cpu during load (cores):      {'  '.join(f'{k} {v}' for k, v in cpu.items())}")
     print(json.dumps(figures, sort_keys=False))
     return figures
 
@@ -742,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
             gunicorn = str(Path(PYTHON).parent / "gunicorn")
             services.append(
                 start_service(
-                    "gunicorn",
+                    "web",
                     [
                         gunicorn,
                         "exchange_site.wsgi:application",
@@ -759,7 +779,8 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url.rstrip("/")
         mode = "single orders" if args.batch == 1 else f"batches of {args.batch}"
         print(f"load: {args.clients} clients, {mode}, {args.seconds:g} s against {url}", file=sys.stderr)
-        results = run_load(args, url, credentials)
+        meter = CpuMeter(stack_pids(services) if args.url is None else {})
+        results = run_load(args, url, credentials, meter)
         backlog = backlog_now()
         print(f"load done; backlog {backlog}; waiting for the engine to drain ...", file=sys.stderr)
         drained_in = wait_for_drain(DRAIN_TIMEOUT_S)
@@ -767,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         for service in services:
             if service.process.poll() is not None:
                 print(f"!! {service.name} died during the run; its output: {service.log}", file=sys.stderr)
-        report(args, results, backlog)
+        report(args, results, backlog, meter.cores())
         failure = check_invariants()
     finally:
         stop_services(services)

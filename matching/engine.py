@@ -38,6 +38,7 @@ from django.utils import timezone
 from accounts import services as money
 from accounts.models import LedgerEntry
 from accounts.selectors import fee_user_id
+from exchange_site import sql
 from exchange_site.redis import get_redis
 from marketdata import broadcast
 from markets.models import Market
@@ -74,6 +75,9 @@ _ORDER_COLUMNS = (
     "id", "user_id", "side", "type", "time_in_force", "stp_mode", "price", "quantity", "quote_quantity",
     "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount", "book_seq",
 )  # fmt: skip
+
+
+_ORDER_UPDATE_TYPES = ["bigint", "varchar", "numeric", "numeric", "numeric", "bigint", "varchar"]
 
 
 @dataclass(slots=True)
@@ -326,10 +330,10 @@ class MarketEngine:
                     " filled_quote = v.filled_quote, locked_amount = v.locked, book_seq = v.book_seq,"
                     " end_reason = v.end_reason, updated_at = now(),"
                     " processed_at = COALESCE(o.processed_at, clock_timestamp())"
-                    " FROM (VALUES "
-                    + ", ".join(["(%s::bigint, %s, %s::numeric, %s::numeric, %s::numeric, %s::bigint, %s)"] * len(rows))
-                    + ") AS v(id, status, filled, filled_quote, locked, book_seq, end_reason) WHERE o.id = v.id",
-                    [value for row in sorted(rows) for value in row],
+                    f" FROM {sql.unnest(_ORDER_UPDATE_TYPES)}"
+                    " AS v(id, status, filled, filled_quote, locked, book_seq, end_reason) WHERE o.id = v.id",
+                    # Sorted by id: rows are locked in one order, as every writer does.
+                    sql.columns(sorted(rows), len(_ORDER_UPDATE_TYPES)),
                 )
             money.post_entries(effects.entries)
             cursor.execute(

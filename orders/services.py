@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts import services as money
 from accounts.models import User
+from exchange_site import sql
 from exchange_site.amounts import decimal_places, plain
 from exchange_site.errors import ApplicationError
 from marketdata.selectors import reference_prices
@@ -76,6 +77,20 @@ def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
 
 
 _AMOUNT_SQL = "numeric(36, 18)"
+
+
+def _insert_orders(cursor, orders: Sequence[Order]) -> None:
+    """Insert new orders (ids already drawn) in one constant statement (see exchange_site.sql)."""
+    if not orders:
+        return
+    rows = [[("id", "bigint", o.id), ("created_at", "timestamptz", o.created_at),
+             ("updated_at", "timestamptz", o.updated_at), *_order_row(o)] for o in orders]  # fmt: skip
+    names = [column for column, _, _ in rows[0]]
+    types = [sql_type.split("(")[0] for _, sql_type, _ in rows[0]]
+    cursor.execute(
+        f"INSERT INTO orders_order ({', '.join(names)}) SELECT * FROM {sql.unnest(types)}",
+        sql.columns([[value for _, _, value in row] for row in rows], len(names)),
+    )
 
 
 def _order_row(order: Order) -> list[tuple[str, str, object]]:
@@ -302,7 +317,6 @@ def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]])
     orders = [r for r in results if isinstance(r, Order)]
     if not orders:
         return results
-    refused: dict[int, ApplicationError] = {}
     try:
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             cursor.execute(
@@ -310,16 +324,16 @@ def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]])
                 [len(orders)],
             )
             now = timezone.now()
+            holds = []
             for order, (order_id,) in zip(orders, cursor.fetchall(), strict=True):
                 order.id, order.created_at, order.updated_at = order_id, now, now
                 market = order.market
                 asset_id = market.quote_id if order.side == Order.Side.BUY else market.base_id
-                if not money.lock_funds(
-                    user_id=user.id, asset_id=asset_id, amount=order.locked_amount, order_id=order_id
-                ):
-                    refused[order_id] = _insufficient_funds(order, market)
-            accepted = [order for order in orders if order.id not in refused]
-            Order.objects.bulk_create(accepted)
+                holds.append(money.Hold(asset_id=asset_id, amount=order.locked_amount, order_id=order_id))
+            held = money.lock_funds_batch(user_id=user.id, holds=holds)
+            refused = {o.id: _insufficient_funds(o, o.market) for o in orders if o.id not in held}
+            accepted = [order for order in orders if order.id in held]
+            _insert_orders(cursor, accepted)
             commands: dict[str, list[tuple[str, int]]] = {}
             for order in accepted:
                 commands.setdefault(order.market.symbol, []).append((streams.PLACE, order.id))
