@@ -5,12 +5,12 @@
                                   [--web-workers W] [--url URL]
 
 Defaults: 20 s, 8 client processes, ``--batch 1`` (one order per ``POST
-/api/v1/orders``), 50 users, 2 gunicorn sync workers.
+/api/v1/orders``), 50 users, 2 gunicorn worker processes.
 
 Unless ``--url`` points at a running exchange, it starts its own stack: the
 embedded PostgreSQL and Redis under ``.data/bench/`` (the ``exchange`` database
 dropped and recreated, Redis flushed, migrations applied), a fresh BTC_USDT
-market and ``U`` funded users with API keys, then ``gunicorn`` (``W`` sync
+market and ``U`` funded users with API keys, then ``gunicorn`` (``W``
 workers) and ``manage.py run_engine`` as subprocesses, stopped at the end.
 With ``--url`` it uses ``DATABASE_URL``/``REDIS_URL`` from the environment (else
 the default embedded servers), creates its users there and leaves the data.
@@ -714,7 +714,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="client processes (default 8)")
     parser.add_argument("--batch", type=int, default=1, help="orders per request; 1: POST /orders (default 1)")
     parser.add_argument("--users", type=int, default=50, help="users with API keys (default 50)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=2,
+        help="gunicorn processes (default 2; WEB_THREADS each)",
+    )
     parser.add_argument("--url", default=None, help="use a running exchange at this URL instead of starting one")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -763,13 +768,9 @@ def main(argv: list[str] | None = None) -> int:
             services.append(
                 start_service(
                     "web",
-                    [
-                        gunicorn,
-                        "exchange_site.wsgi:application",
-                        *("--workers", str(args.web_workers), "--worker-class", "sync"),
-                        *("--bind", f"127.0.0.1:{port}"),
-                    ],
-                    env,
+                    # The project's own gunicorn settings (gthread workers, keep-alive).
+                    [gunicorn, "exchange_site.wsgi:application", "-c", "exchange_site/gunicorn_conf.py"],
+                    {**env, "WEB_CONCURRENCY": str(args.web_workers), "WEB_BIND": f"127.0.0.1:{port}"},
                     logs,
                 )
             )
