@@ -343,17 +343,7 @@ class OrderBook:
         if not rests:
             events.append((DONE, order_id, EXPIRED))
             return events
-        key = -price if side else price
-        o = [order_id, user_id, side, key, qty]
-        orders[order_id] = o
-        levels = self._levels[side]
-        level = levels.get(key)
-        if level is None:
-            levels[key] = [qty, deque((o,)), 0, price]
-            insort(self._keys[side], key)
-        else:
-            level[_TOTAL] += qty
-            level[_QUEUE].append(o)
+        self._rest(order_id, user_id, side, price, qty)
         events.append((RESTED, order_id, side, price, qty))
         return events
 
