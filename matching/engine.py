@@ -384,6 +384,18 @@ def _end_reason(order: LiveOrder, status: str, *, is_taker: bool) -> str:
     return ""
 
 
+def _entries(response: list) -> int:
+    return sum(len(entries) for _, entries in response)
+
+
+def _merge(first: list, second: list) -> list:
+    """Two XREADGROUP replies as one, entries of each stream in stream order."""
+    merged: dict = {}
+    for stream, entries in (*first, *second):
+        merged.setdefault(stream, []).extend(entries)
+    return list(merged.items())
+
+
 class Engine:
     """Runs the markets it owns: reads their streams, processes batches, sweeps, logs."""
 
@@ -404,6 +416,7 @@ class Engine:
         self.consumer = consumer
         self.batch_size = batch_size or config["ENGINE_BATCH_SIZE"]
         self.block_ms = block_ms or config["ENGINE_BLOCK_MS"]
+        self.linger_s = config["ENGINE_LINGER_MS"] / 1000
         self.sweep_after = dt.timedelta(seconds=config["ENGINE_SWEEP_AFTER_S"])
         self.summary_every = config["ENGINE_SUMMARY_EVERY_S"]
         self.markets = {m.symbol: MarketEngine(m) for m in markets}
@@ -471,6 +484,12 @@ class Engine:
         response = self.redis.xreadgroup(
             GROUP, self.consumer, streams_arg, count=self.batch_size, block=None if pending else self.block_ms
         )
+        if not pending and response and self.linger_s and _entries(response) < self.batch_size // 2:
+            # A thin batch pays the whole per-batch cost (a transaction, its commit, the
+            # ack) for one or two orders: wait a few ms for what is arriving and take it too.
+            time.sleep(self.linger_s)
+            more = self.redis.xreadgroup(GROUP, self.consumer, streams_arg, count=self.batch_size)
+            response = _merge(response, more or [])
         processed = 0
         for stream, entries in response or ():
             engine = self.by_stream[stream.decode() if isinstance(stream, bytes) else stream]

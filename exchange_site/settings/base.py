@@ -178,6 +178,8 @@ EXCHANGE = {
     "MARKET_BUY_PROTECTION": Decimal(env.str("MARKET_BUY_PROTECTION", default="0.05")),
     "ENGINE_BATCH_SIZE": env.int("ENGINE_BATCH_SIZE", default=500),
     "ENGINE_BLOCK_MS": env.int("ENGINE_BLOCK_MS", default=50),
+    # When a read finds under half a batch, wait this long once for more (0: never).
+    "ENGINE_LINGER_MS": env.int("ENGINE_LINGER_MS", default=5),
     # Orders left PENDING longer than this (a stream entry lost with Redis) are swept in.
     "ENGINE_SWEEP_AFTER_S": env.float("ENGINE_SWEEP_AFTER_S", default=3.0),
     "ENGINE_SUMMARY_EVERY_S": env.float("ENGINE_SUMMARY_EVERY_S", default=60.0),

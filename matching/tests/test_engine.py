@@ -258,3 +258,13 @@ def test_a_replayed_stream_entry_changes_nothing(market, alice, bob, engine):
     engine.drain()
     assert (Trade.objects.count(), LedgerEntry.objects.count()) == before
     assert_exchange_invariants(engine)
+
+
+def test_a_lingering_read_merges_replies_per_stream_in_order():
+    from matching.engine import _entries, _merge
+
+    first = [(b"s1", [(b"1-0", {}), (b"2-0", {})])]
+    second = [(b"s2", [(b"9-0", {})]), (b"s1", [(b"3-0", {})])]
+    merged = dict(_merge(first, second))
+    assert [entry_id for entry_id, _ in merged[b"s1"]] == [b"1-0", b"2-0", b"3-0"]
+    assert _entries(_merge(first, second)) == 4
