@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
+from accounts.models import ApiKey, Balance, User
 
 
 @functools.cache
@@ -33,26 +32,6 @@ def external_user_id() -> int:
 
 def balances_for_user(*, user: User) -> QuerySet[Balance]:
     return Balance.objects.filter(user=user).select_related("asset").order_by("asset__symbol")
-
-
-def balance_get(*, user: User, asset: Asset) -> Balance:
-    """The user's balance of ``asset``; an unsaved zero balance if they never held it."""
-    return Balance.objects.filter(user=user, asset=asset).first() or Balance(user=user, asset=asset)
-
-
-def ledger_for_user(*, user: User, asset: Asset | None = None) -> QuerySet[LedgerEntry]:
-    entries = LedgerEntry.objects.filter(user=user).select_related("asset").order_by("-id")
-    return entries.filter(asset=asset) if asset else entries
-
-
-def asset_get(*, symbol: str) -> Asset:
-    return Asset.objects.get(symbol=symbol.upper())
-
-
-def net_external_flow(*, asset: Asset) -> Decimal:
-    """Deposits minus withdrawals of ``asset``: what all balances together must add up to."""
-    total = LedgerEntry.objects.filter(user_id=external_user_id(), asset=asset).aggregate(s=Sum("amount"))["s"]
-    return -(total or Decimal(0))
 
 
 def api_keys_for_user(*, user: User) -> QuerySet[ApiKey]:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
@@ -333,11 +333,3 @@ REVOKED_MARKER_SECONDS = 3600
 
 def revoked_marker(key: str) -> str:
     return f"api:revoked:{key}"
-
-
-def entries_sum(entries: Iterable[Entry]) -> dict[int, Decimal]:
-    """Per asset, the sum of ``entries`` (zero for every balanced movement): a check for tests and asserts."""
-    totals: dict[int, Decimal] = defaultdict(Decimal)
-    for e in entries:
-        totals[e.asset_id] += e.amount
-    return dict(totals)
