@@ -19,6 +19,9 @@ fmt:
 
 bench:
 	$(PY) bench/engine.py --orders 1000000 --seed 7
+	$(PY) bench/e2e.py --seconds 15 --clients 8
+	$(PY) bench/e2e.py --seconds 15 --clients 8 --batch 20
+	$(PY) bench/profile_place.py --requests 2000 --top 15
 
 check: lint
 	$(PY) manage.py makemigrations --check --dry-run
