@@ -37,6 +37,7 @@ operations = st.one_of(
     st.tuples(st.just("cancel"), users, st.integers(0, 30)),
     st.tuples(st.just("cancel_all"), users),
     st.tuples(st.just("drain"),),
+    st.tuples(st.just("batch"), users, st.lists(st.tuples(sides, offsets, lots), min_size=1, max_size=6)),
 )  # fmt: skip
 
 
@@ -79,6 +80,18 @@ def test_random_flows_keep_the_invariants(flow):
                 request = services.OrderRequest(side="buy", type="market", quote_quantity=Decimal(op[2]) / 100)
             elif kind == "market_buy_qty":
                 request = services.OrderRequest(side="buy", type="market", quantity=op[2] * market.lot_size)
+            elif kind == "batch":
+                requests = [
+                    (market, services.OrderRequest(side=side, type="limit", price=Decimal(100 + offset) / 10,
+                                                   quantity=qty * market.lot_size))
+                    for side, offset, qty in op[2]
+                ]  # fmt: skip
+                for outcome in services.place_orders(user=user, requests=requests):
+                    if isinstance(outcome, ApplicationError):
+                        assert outcome.code in {"insufficient_funds", "below_min_notional"}, outcome.code
+                    else:
+                        placed[op[1]].append(outcome.id)
+                continue
             elif kind == "cancel":
                 ids = placed[op[1]]
                 if ids:
