@@ -430,11 +430,7 @@ class Engine:
         """Own the markets, rebuild their books, then settle what the database says is owed."""
         for engine in self.markets.values():
             self._claim(engine.market)
-            try:
-                self.redis.xgroup_create(engine.stream, GROUP, id="0", mkstream=True)
-            except redis_lib.ResponseError as error:
-                if "BUSYGROUP" not in str(error):
-                    raise
+            self._ensure_group(engine.stream)
             engine.rebuild()
             owed = engine.overdue_commands(older_than=None)
             for start in range(0, len(owed), self.batch_size):
@@ -444,6 +440,13 @@ class Engine:
         # Entries delivered to this consumer before a crash and never acked.
         while self._read(pending=True):
             pass
+
+    def _ensure_group(self, stream: str) -> None:
+        try:
+            self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis_lib.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
 
     def _claim(self, market: Market) -> None:
         """One engine per market: a session advisory lock held for the life of the process."""
@@ -481,9 +484,20 @@ class Engine:
 
     def _read(self, *, pending: bool) -> int:
         streams_arg = {stream: "0" if pending else ">" for stream in self.by_stream}
-        response = self.redis.xreadgroup(
-            GROUP, self.consumer, streams_arg, count=self.batch_size, block=None if pending else self.block_ms
-        )
+        try:
+            response = self.redis.xreadgroup(
+                GROUP, self.consumer, streams_arg, count=self.batch_size, block=None if pending else self.block_ms
+            )
+        except redis_lib.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # Redis lost our streams (restarted without persistence). Recreate them; the
+            # orders whose entries were lost are still PENDING in the database, and the
+            # sweep brings them in.
+            logger.warning("command streams were lost; recreating them", extra={"error": str(error)})
+            for stream in self.by_stream:
+                self._ensure_group(stream)
+            return 0
         if not pending and response and self.linger_s and _entries(response) < self.batch_size // 2:
             # A thin batch pays the whole per-batch cost (a transaction, its commit, the
             # ack) for one or two orders: wait a few ms for what is arriving and take it too.

@@ -268,3 +268,16 @@ def test_a_lingering_read_merges_replies_per_stream_in_order():
     merged = dict(_merge(first, second))
     assert [entry_id for entry_id, _ in merged[b"s1"]] == [b"1-0", b"2-0", b"3-0"]
     assert _entries(_merge(first, second)) == 4
+
+
+def test_the_engine_carries_on_when_redis_lost_its_streams(market, alice, bob, engine):
+    from exchange_site.redis import get_redis
+
+    engine.drain()
+    get_redis().flushall()  # as after a Redis restart without persistence
+    ask = place(alice, market, "sell", qty="1", price="100")
+    place(bob, market, "buy", qty="1", price="100")
+    engine.drain()  # NOGROUP on read: groups recreated; the database's owed orders still settle
+    assert fresh(ask).status == S.FILLED
+    assert get_redis().xinfo_groups(streams.stream_key("BTC_USDT"))[0]["name"] == b"engine"
+    assert_exchange_invariants(engine)
