@@ -760,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
         connections.close_all()
 
         if args.url is None:
-            logs = DATA_DIR / "logs"
+            # One folder per run, so the logs of a run that saw an error survive the next run.
+            logs = DATA_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S")
             logs.mkdir(parents=True, exist_ok=True)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
@@ -790,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
             if service.process.poll() is not None:
                 print(f"!! {service.name} died during the run; its output: {service.log}", file=sys.stderr)
         report(args, results, backlog, meter.cores())
+        server_errors = sum(n for r in results for code, n in r.rejected.items() if code.startswith("http_5"))
+        if server_errors:
+            logs_of = ", ".join(str(service.log) for service in services) or "the server's own logs"
+            print(f"!! {server_errors} server errors (5xx); see {logs_of}", file=sys.stderr)
         failure = check_invariants()
     finally:
         stop_services(services)
