@@ -201,7 +201,7 @@ class MarketEngine:
         price, quantity, quote_quantity = row[6], row[7], row[8]
         qty_lots = to_lots(market, quantity) if quantity is not None else None
         if kind == Order.Type.MARKET:
-            cap = order.lock_price
+            cap = row[9]  # the protection price: never trade beyond it, either side
             events = self.book.place(
                 order.id, order.user_id, _SIDE[order.side],
                 to_ticks(market, cap) if cap is not None else None, qty_lots,

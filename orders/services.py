@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -257,11 +257,16 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
     _check_quantity(market, request.quantity)
     order.quantity = request.quantity
     prices = reference_prices(symbol=market.symbol)
+    protection = settings.EXCHANGE["MARKET_PROTECTION"]
     if request.side == Order.Side.SELL:
-        # The minimum value applies at the best bid (else the last price) when one is known.
+        # Priced at the best bid (else the last trade) when one is known: the minimum
+        # value applies there, and the order never sells below that price less the
+        # protection band (the engine treats it as a floor).
         reference = prices.get("best_bid") or prices.get("last")
         if reference is not None:
             _check_notional(market, reference * request.quantity)
+            floor = (reference * (1 - protection) / market.tick_size).to_integral_value(ROUND_FLOOR)
+            order.protection_price = max(floor, 1) * market.tick_size
         order.locked_amount = request.quantity
         return order
     # Market buy by quantity: lock at a protection price above the reference, and the
@@ -273,8 +278,8 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
             "send quote_quantity (spend at most) or a limit order.",
             code="no_reference_price",
         )
-    protection = reference * (1 + settings.EXCHANGE["MARKET_BUY_PROTECTION"])
-    order.protection_price = (protection / market.tick_size).to_integral_value(ROUND_CEILING) * market.tick_size
+    ceiling = reference * (1 + protection) / market.tick_size
+    order.protection_price = ceiling.to_integral_value(ROUND_CEILING) * market.tick_size
     order.locked_amount = order.protection_price * request.quantity
     _check_notional(market, reference * request.quantity)
     return order

@@ -176,9 +176,10 @@ EXCHANGE = {
     # How long a signed API request stays valid, and the largest window a client may ask for.
     "API_RECV_WINDOW_MS": env.int("API_RECV_WINDOW_MS", default=5000),
     "API_MAX_RECV_WINDOW_MS": 60000,
-    # A market BUY by base quantity locks quantity x reference price x (1 + this),
-    # and never trades above that price.
-    "MARKET_BUY_PROTECTION": Decimal(env.str("MARKET_BUY_PROTECTION", default="0.05")),
+    # Market orders by base quantity never trade more than this fraction away from the
+    # reference price (a buy above best ask x (1 + this), which is also what it locks;
+    # a sell below best bid x (1 - this)).
+    "MARKET_PROTECTION": Decimal(env.str("MARKET_PROTECTION", default="0.05")),
     "ENGINE_BATCH_SIZE": env.int("ENGINE_BATCH_SIZE", default=500),
     "ENGINE_BLOCK_MS": env.int("ENGINE_BLOCK_MS", default=50),
     # When a read finds under half a batch, wait this long once for more (0: never).

@@ -179,6 +179,19 @@ def test_market_buy_by_quantity_never_pays_above_its_protection_price(market, al
     assert_exchange_invariants(engine)
 
 
+def test_market_sell_never_sells_below_its_protection_price(market, alice, bob, btc, engine):
+    place(alice, market, "buy", qty="1", price="100")
+    place(alice, market, "buy", qty="1", price="94")
+    engine.drain()  # publishes best bid 100: the sell's floor is 95
+    sell = place(bob, market, "sell", "market", qty="2")
+    assert sell.protection_price == D(95)
+    engine.drain()
+    sell = fresh(sell)
+    assert sell.status == S.EXPIRED and sell.filled_quantity == D(1) and sell.filled_quote == D(100)
+    assert bal(bob, btc) == (D(9), 0)
+    assert_exchange_invariants(engine)
+
+
 @pytest.mark.parametrize(
     ("mode", "maker_status", "taker_status", "trades"),
     [
