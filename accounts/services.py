@@ -80,15 +80,16 @@ def post_entries(entries: Sequence[Entry]) -> None:
         _insert_ledger(cursor, entries)
 
 
-def _apply_deltas(cursor, rows: list[tuple[tuple[int, int], list[Decimal]]]) -> None:
+def _apply_deltas(cursor, rows: list[tuple[tuple[int, int], list[Decimal]]], *, lock: bool = True) -> None:
     """Add each (available, locked) delta to its balance row; ``rows`` are sorted by (user, asset).
 
     An upsert cannot do this: PostgreSQL checks ``available >= 0`` on the row it
     proposes to insert (the bare delta) before it sees the conflict.  So: lock
-    the existing rows in key order, update them, and insert the ones missing.
+    the existing rows in key order (``lock=False``: the caller already did),
+    update them, and insert the ones missing.
     """
     users, assets, available, locked = sql.columns([(*key, *delta) for key, delta in rows], 4)
-    if len(rows) > 1:
+    if lock and len(rows) > 1:  # one row needs no ordering: the UPDATE locks it
         cursor.execute(
             "SELECT 1 FROM accounts_balance WHERE (user_id, asset_id) IN"
             f" (SELECT * FROM {sql.unnest(['bigint', 'bigint'])}) ORDER BY user_id, asset_id FOR UPDATE",
@@ -215,7 +216,7 @@ def lock_funds_batch(*, user_id: int, holds: Sequence[Hold]) -> set[int]:
                 granted.append(hold)
         if granted:
             rows = [((user_id, asset_id), [-total, total]) for asset_id, total in sorted(totals.items())]
-            _apply_deltas(cursor, rows)
+            _apply_deltas(cursor, rows, lock=False)  # locked above, in the same order
             entries = [
                 entry
                 for h in granted

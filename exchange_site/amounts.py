@@ -29,6 +29,10 @@ def plain(value: Decimal | int) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def plain_or_none(value: Decimal | int | None) -> str | None:
+    return None if value is None else plain(value)
+
+
 def decimal_places(value: Decimal) -> int:
     """How many decimals ``value`` really has (trailing zeros do not count)."""
     _, digits, exponent = value.as_tuple()

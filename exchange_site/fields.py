@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from exchange_site.amounts import plain
+from exchange_site.amounts import plain_or_none
 
 
 class AmountError(ValueError):
@@ -53,4 +53,4 @@ class AmountField(serializers.Field):
             self.fail(error.kind)
 
     def to_representation(self, value: Decimal | None) -> str | None:
-        return None if value is None else plain(value)
+        return plain_or_none(value)

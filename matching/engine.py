@@ -432,14 +432,18 @@ class Engine:
             self._claim(engine.market)
             self._ensure_group(engine.stream)
             engine.rebuild()
-            owed = engine.overdue_commands(older_than=None)
-            for start in range(0, len(owed), self.batch_size):
-                self._process(engine, owed[start : start + self.batch_size], entry_ids=())
-            if owed:
-                logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": len(owed)})
+            if owed := self.settle_owed(engine, older_than=None):
+                logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": owed})
         # Entries delivered to this consumer before a crash and never acked.
-        while self._read(pending=True):
+        while self.read(pending=True):
             pass
+
+    def settle_owed(self, engine: MarketEngine, *, older_than: dt.timedelta | None) -> int:
+        """Process what the database says ``engine``'s market is owed (see ``overdue_commands``)."""
+        owed = engine.overdue_commands(older_than=older_than)
+        for start in range(0, len(owed), self.batch_size):
+            self._process(engine, owed[start : start + self.batch_size], entry_ids=())
+        return len(owed)
 
     def _ensure_group(self, stream: str) -> None:
         try:
@@ -460,7 +464,7 @@ class Engine:
 
     def step(self) -> int:
         """One cycle: read what is waiting (up to a batch per market), process, maybe sweep and log."""
-        processed = self._read(pending=False)
+        processed = self.read(pending=False)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.sweep_after.total_seconds() / 2
@@ -474,15 +478,13 @@ class Engine:
         """Process orders left PENDING (or with an unserved cancel) past the sweep delay."""
         done = 0
         for engine in self.markets.values():
-            owed = engine.overdue_commands(older_than=self.sweep_after)
-            for start in range(0, len(owed), self.batch_size):
-                self._process(engine, owed[start : start + self.batch_size], entry_ids=())
-            if owed:
-                logger.warning("swept overdue commands", extra={"market": engine.symbol, "commands": len(owed)})
-            done += len(owed)
+            if owed := self.settle_owed(engine, older_than=self.sweep_after):
+                logger.warning("swept overdue commands", extra={"market": engine.symbol, "commands": owed})
+            done += owed
         return done
 
-    def _read(self, *, pending: bool) -> int:
+    def read(self, *, pending: bool) -> int:
+        """Read and process the streams' new entries (or, with ``pending``, this consumer's unacked ones)."""
         streams_arg = {stream: "0" if pending else ">" for stream in self.by_stream}
         try:
             response = self.redis.xreadgroup(
@@ -569,7 +571,7 @@ class Engine:
                 stop.wait(1.0)
                 while not stop.is_set():
                     try:
-                        while self._read(pending=True):
+                        while self.read(pending=True):
                             pass
                         break
                     except Exception:

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange_site.amounts import plain
+from exchange_site.amounts import plain, plain_or_none
 from exchange_site.api import error_body, validation_error_body
 from exchange_site.errors import ApplicationError
 from exchange_site.fields import AmountField
@@ -55,23 +55,19 @@ class OrderSerializer(serializers.ModelSerializer):
             "type": order.type,
             "time_in_force": order.time_in_force,
             "stp_mode": order.stp_mode,
-            "price": _amount(order.price),
-            "quantity": _amount(order.quantity),
-            "quote_quantity": _amount(order.quote_quantity),
-            "protection_price": _amount(order.protection_price),
+            "price": plain_or_none(order.price),
+            "quantity": plain_or_none(order.quantity),
+            "quote_quantity": plain_or_none(order.quote_quantity),
+            "protection_price": plain_or_none(order.protection_price),
             "status": order.status,
-            "filled_quantity": _amount(order.filled_quantity),
-            "filled_quote": _amount(order.filled_quote),
-            "locked_amount": _amount(order.locked_amount),
+            "filled_quantity": plain_or_none(order.filled_quantity),
+            "filled_quote": plain_or_none(order.filled_quote),
+            "locked_amount": plain_or_none(order.locked_amount),
             "end_reason": order.end_reason,
             "cancel_requested": order.cancel_requested_at is not None,
             "created_at": _timestamp(order.created_at),
             "updated_at": _timestamp(order.updated_at),
         }
-
-
-def _amount(value) -> str | None:
-    return None if value is None else plain(value)
 
 
 def _timestamp(value: dt.datetime | None) -> str | None:

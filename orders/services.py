@@ -367,16 +367,8 @@ def request_cancels(*, user: User, order_ids: Sequence[int]) -> list[Order | App
             details={"max": MAX_BATCH},
         )
     with transaction.atomic(durable=True):
-        found = {
-            order.pk: order
-            for order in Order.objects.select_for_update(of=("self",))
-            .filter(user=user, pk__in=order_ids)
-            .select_related("market")
-            .order_by("pk")
-        }
+        found = {order.pk: order for order in _lock_orders(user=user, lookup=Q(pk__in=order_ids))}
         results: list[Order | ApplicationError] = []
-        commands: dict[str, list[tuple[str, int]]] = {}
-        now = timezone.now()
         for order_id in order_ids:
             order = found.get(order_id)
             if order is None:
@@ -384,16 +376,59 @@ def request_cancels(*, user: User, order_ids: Sequence[int]) -> list[Order | App
             elif not order.is_live:
                 results.append(_not_cancellable(order))
             else:
-                if order.cancel_requested_at is None:
-                    order.cancel_requested_at = now
-                commands.setdefault(order.market.symbol, []).append((streams.CANCEL, order.pk))
                 results.append(order)
-        Order.objects.filter(
-            pk__in=[o.pk for o in results if isinstance(o, Order)], cancel_requested_at__isnull=True
-        ).update(cancel_requested_at=now)
-        if commands:
-            transaction.on_commit(lambda: streams.send_command_batches(commands))
+        _send_cancels([r for r in results if isinstance(r, Order)])
     return results
+
+
+def request_cancel(*, user: User, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+    """Ask the engine to cancel one of ``user``'s live orders; returns the order as it stands.
+
+    Idempotent: asking again for an order already being cancelled changes nothing.
+    """
+    lookup = Q(pk=order_id) if order_id is not None else Q(client_order_id=client_order_id)
+    with transaction.atomic(durable=True):
+        order = next(iter(_lock_orders(user=user, lookup=lookup)), None)
+        if order is None:
+            raise _order_not_found(order_id=order_id, client_order_id=client_order_id)
+        if not order.is_live:
+            raise _not_cancellable(order)
+        _send_cancels([order])
+    return order
+
+
+def request_cancel_all(*, user: User, market: Market) -> list[int]:
+    """Ask the engine to cancel every live order ``user`` has in ``market``; returns their ids."""
+    with transaction.atomic(durable=True):
+        orders = list(_lock_orders(user=user, lookup=Q(market=market, status__in=Order.LIVE_STATUSES)))
+        _send_cancels(orders)
+    return [order.pk for order in orders]
+
+
+def _lock_orders(*, user: User, lookup: Q):
+    """``user``'s orders matching ``lookup``, their rows locked (not their market's), in id order."""
+    return (
+        Order.objects.select_for_update(of=("self",)).filter(lookup, user=user).select_related("market").order_by("pk")
+    )
+
+
+def _send_cancels(orders: Sequence[Order]) -> None:
+    """Record a cancel request on each live order and stream it after commit.
+
+    Call inside the transaction that locked the rows.  The request is stored
+    first, so a lost stream entry loses no cancel (docs/decisions/003).
+    """
+    if not orders:
+        return
+    now = timezone.now()
+    Order.objects.filter(pk__in=[o.pk for o in orders], cancel_requested_at__isnull=True).update(
+        cancel_requested_at=now
+    )
+    commands: dict[str, list[tuple[str, int]]] = {}
+    for order in orders:
+        order.cancel_requested_at = order.cancel_requested_at or now
+        commands.setdefault(order.market.symbol, []).append((streams.CANCEL, order.pk))
+    transaction.on_commit(lambda: streams.send_command_batches(commands))
 
 
 def _order_not_found(**lookup: object) -> ApplicationError:
@@ -407,39 +442,3 @@ def _not_cancellable(order: Order) -> ApplicationError:
         details={"order_id": order.pk, "status": order.status},
         status=409,
     )
-
-
-def request_cancel(*, user: User, order_id: int | None = None, client_order_id: str | None = None) -> Order:
-    """Ask the engine to cancel one of ``user``'s live orders; returns the order as it stands.
-
-    Idempotent: asking again for an order already being cancelled changes nothing.
-    """
-    lookup = Q(pk=order_id) if order_id is not None else Q(client_order_id=client_order_id)
-    with transaction.atomic(durable=True):
-        order = Order.objects.select_for_update(of=("self",)).filter(lookup, user=user).select_related("market").first()
-        if order is None:
-            raise _order_not_found(order_id=order_id, client_order_id=client_order_id)
-        if not order.is_live:
-            raise _not_cancellable(order)
-        if order.cancel_requested_at is None:
-            order.cancel_requested_at = timezone.now()
-            order.save(update_fields=["cancel_requested_at"])
-        symbol = order.market.symbol
-        transaction.on_commit(lambda: streams.send_commands(symbol, [(streams.CANCEL, order.pk)]))
-    return order
-
-
-def request_cancel_all(*, user: User, market: Market) -> list[int]:
-    """Ask the engine to cancel every live order ``user`` has in ``market``; returns their ids."""
-    with transaction.atomic(durable=True):
-        ids = list(
-            Order.objects.filter(user=user, market=market, status__in=Order.LIVE_STATUSES)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        Order.objects.filter(pk__in=ids, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
-        if ids:
-            transaction.on_commit(
-                lambda: streams.send_commands(market.symbol, [(streams.CANCEL, order_id) for order_id in ids])
-            )
-    return ids

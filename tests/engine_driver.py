@@ -31,12 +31,9 @@ class EngineDriver:
         self.start()
         total = 0
         for _ in range(rounds):
-            done = self.engine._read(pending=False)
+            done = self.engine.read(pending=False)
             for market_engine in self.engine.markets.values():
-                owed = market_engine.overdue_commands(older_than=None)
-                if owed:
-                    self.engine._process(market_engine, owed, entry_ids=())
-                done += len(owed)
+                done += self.engine.settle_owed(market_engine, older_than=None)
             total += done
             if not done:
                 return total

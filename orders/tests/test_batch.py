@@ -101,3 +101,14 @@ def test_accepted_orders_reach_the_stream_after_commit(market, alice):
     assert len(accepted) == 5
     entries = get_redis().xrange(streams.stream_key("BTC_USDT"))
     assert [int(fields[b"o"]) for _, fields in entries] == accepted
+
+
+@pytest.mark.django_db
+def test_a_refused_order_does_not_stop_later_smaller_ones_in_the_same_asset(market, alice, usdt):
+    batch = [limit(quantity="990"), limit(quantity="20"), limit(quantity="5")]  # at 100 USDT: 99,000, 2,000, 500
+    results = client_for(alice).post("/api/v1/orders/batch", {"orders": batch}, format="json").json()["results"]
+    assert [r["status"] for r in results] == [201, 400, 201]
+    assert results[1]["error"]["code"] == "insufficient_funds"
+    balance = Balance.objects.get(user=alice, asset=usdt)
+    assert (balance.available, balance.locked) == (D(500), D(99_500))
+    assert_exchange_invariants()
