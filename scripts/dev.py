@@ -106,7 +106,6 @@ def cmd_run() -> int:
     url = f"http://127.0.0.1:{port}"
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
-        f"  WebSocket: ws://127.0.0.1:{env['WS_PORT']}/ws (daphne)\n"
         "  Logins:    admin/admin (operator), alice/alice and bob/bob (traders)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,

@@ -56,3 +56,19 @@ def test_the_openapi_schema_builds_and_documents_the_order_api(client):
 
 def test_the_openapi_schema_is_valid_and_generates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+
+
+def test_every_procfile_process_names_something_that_exists():
+    from django.core.management import get_commands
+
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        words = command.split()
+        if "manage.py" in words:
+            assert words[words.index("manage.py") + 1] in get_commands(), name
+        if words[0] == "gunicorn":
+            assert (ROOT / words[words.index("-c") + 1]).exists(), name
+        for word in words:
+            if word.startswith("exchange_site.") and ":" in word:
+                module, _, attribute = word.partition(":")
+                assert getattr(__import__(module, fromlist=[attribute]), attribute), name

@@ -385,3 +385,17 @@ def test_requests_past_the_rate_limit_get_429_throttled(alice, monkeypatch):
     response = client.get("/api/v1/account/balances")
     assert_error(response, 429, "throttled")
     assert int(response["Retry-After"]) <= 60
+
+
+def test_create_api_key_command_prints_a_working_key(alice, market):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("create_api_key", "alice", "--label", "bot", stdout=out)
+    fields = dict(line.split("=", 1) for line in out.getvalue().split())
+    response = signed(APIClient(), "GET", "/api/v1/account/balances", (fields["key"], fields["secret"]))
+    assert response.status_code == 200
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "nobody")

@@ -55,6 +55,7 @@ def test_limit_orders_trade_at_the_makers_price_with_fees(market, alice, bob, bt
     assert (trade.trade_id, trade.price, trade.quantity, trade.taker_side) == (1, D(100), D(1), "buy")
     assert trade.buyer_fee == D("0.002") and trade.seller_fee == D("0.1")
     assert fresh(ask).status == S.FILLED and fresh(bid).status == S.FILLED
+    assert fresh(ask).processed_at <= fresh(bid).processed_at  # when the engine first handled each
     assert bal(alice, btc) == (D(9), 0) and bal(alice, usdt) == (D("100099.9"), 0)
     # Bob locked 101 but paid 100: the difference came back at once.
     assert bal(bob, btc) == (D("10.998"), 0) and bal(bob, usdt) == (D(99_900), 0)
