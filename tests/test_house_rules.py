@@ -34,12 +34,6 @@ def test_only_accounts_services_writes_balances_or_the_ledger():
     assert offenders == []
 
 
-def test_the_matching_book_imports_no_django():
-    for name in ("book.py", "events.py"):
-        text = (ROOT / "matching" / name).read_text()
-        assert not re.search(r"^\s*(from|import)\s+(django|rest_framework|accounts|orders|markets)", text, re.M), name
-
-
 @pytest.mark.django_db
 def test_migrations_match_the_models():
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
