@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import external_user_id
 from exchange_site import sql
-from exchange_site.amounts import decimal_places
+from exchange_site.amounts import decimal_places, plain
 from exchange_site.errors import ApplicationError
 from exchange_site.redis import get_redis
 
@@ -138,10 +138,10 @@ def _insert_ledger(cursor, entries: Sequence[Entry]) -> None:
 
 def _check_amount(asset: Asset, amount: Decimal) -> None:
     if not amount.is_finite() or amount <= 0:
-        raise ApplicationError(f"The amount must be a positive number, not {amount}.", code="invalid_amount")
+        raise ApplicationError(f"The amount must be a positive number, not {amount:f}.", code="invalid_amount")
     if amount >= Decimal(10) ** 18 or decimal_places(amount) > asset.precision:
         raise ApplicationError(
-            f"{amount} is not a valid amount of {asset.symbol} (at most {asset.precision} decimals).",
+            f"{plain(amount)} is not a valid amount of {asset.symbol} (at most {asset.precision} decimals).",
             code="invalid_amount",
         )
 
@@ -173,7 +173,7 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
     except IntegrityError as error:
         if is_overdraw(error):
             raise ApplicationError(
-                f"Not enough {asset.symbol} available to withdraw {amount}.",
+                f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
                 code="insufficient_funds",
                 details={"asset": asset.symbol, "amount": str(amount)},
             ) from None
