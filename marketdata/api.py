@@ -26,6 +26,40 @@ class TradesQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=selectors.TRADES_KEPT, default=100)
 
 
+# Response shapes, for the OpenAPI schema: the data itself is stored ready to send.
+class DepthSerializer(serializers.Serializer):
+    lastUpdateId = serializers.IntegerField()  # Binance's field name, which depth clients expect
+    bids = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+    asks = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class PublicTradeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    price = serializers.CharField()
+    qty = serializers.CharField()
+    quote_qty = serializers.CharField()
+    time = serializers.IntegerField(help_text="Milliseconds since the epoch.")
+    taker_side = serializers.ChoiceField(choices=["buy", "sell"])
+    is_buyer_maker = serializers.BooleanField()
+
+
+class TickerSerializer(serializers.Serializer):
+    market = serializers.CharField()
+    open = serializers.CharField(allow_null=True)
+    high = serializers.CharField(allow_null=True)
+    low = serializers.CharField(allow_null=True)
+    close = serializers.CharField(allow_null=True)
+    volume = serializers.CharField()
+    quote_volume = serializers.CharField()
+    change = serializers.CharField(allow_null=True)
+    change_percent = serializers.CharField(allow_null=True)
+    trades = serializers.IntegerField()
+    best_bid = serializers.CharField(allow_null=True)
+    best_ask = serializers.CharField(allow_null=True)
+    open_time = serializers.IntegerField(allow_null=True)
+    close_time = serializers.IntegerField(allow_null=True)
+
+
 class PublicView(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
@@ -34,7 +68,7 @@ class PublicView(APIView):
 class DepthView(PublicView):
     """The aggregated book, best levels first, with the ``lastUpdateId`` that ``depth@M`` updates continue from."""
 
-    @extend_schema(parameters=[DepthQuerySerializer])
+    @extend_schema(parameters=[DepthQuerySerializer], responses=DepthSerializer)
     def get(self, request: Request, symbol: str) -> Response:
         market = market_get(symbol=symbol)
         query = DepthQuerySerializer(data=request.query_params)
@@ -45,7 +79,7 @@ class DepthView(PublicView):
 class RecentTradesView(PublicView):
     """The market's latest trades, oldest first."""
 
-    @extend_schema(parameters=[TradesQuerySerializer])
+    @extend_schema(parameters=[TradesQuerySerializer], responses=PublicTradeSerializer(many=True))
     def get(self, request: Request, symbol: str) -> Response:
         market = market_get(symbol=symbol)
         query = TradesQuerySerializer(data=request.query_params)
@@ -56,6 +90,7 @@ class RecentTradesView(PublicView):
 class TickerView(PublicView):
     """The market's 24h rolling statistics (to the minute) with its best bid and ask."""
 
+    @extend_schema(responses=TickerSerializer)
     def get(self, request: Request, symbol: str) -> Response:
         market = market_get(symbol=symbol)
         found = selectors.tickers(symbols=[market.symbol])
@@ -65,6 +100,7 @@ class TickerView(PublicView):
 class TickersView(PublicView):
     """The 24h ticker of every market."""
 
+    @extend_schema(responses=TickerSerializer(many=True))
     def get(self, request: Request) -> Response:
         symbols = [market.symbol for market in market_list()]
         published = {row["market"]: row for row in selectors.tickers(symbols=symbols)}
