@@ -434,6 +434,12 @@ class MarketEngine:
         ]
         fees = fee_user_id()
         batch.balances = {(e.user_id, e.asset_id) for e in effects.entries if e.user_id != fees}
+        # A placement's funds were held by order entry, outside this batch: its owner's
+        # balance changed too, and this is the first event that can say so.
+        batch.balances.update(
+            (o.user_id, market.quote_id if o.side == Order.Side.BUY else market.base_id)
+            for o in effects.orders.values()
+        )
         broadcast.publish_market_batch(batch)
 
     def publish_snapshot(self) -> None:
