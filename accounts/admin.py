@@ -40,7 +40,7 @@ class BalanceInline(admin.TabularInline):
     """A user's balances on their page, read-only: they change through deposits, withdrawals and trades."""
 
     model = Balance
-    fields = ("asset", "available", "locked")
+    fields = ("asset", "available_amount", "locked_amount")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -51,6 +51,14 @@ class BalanceInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="available")
+    def available_amount(self, balance: Balance) -> str:
+        return plain(balance.available)
+
+    @admin.display(description="locked")
+    def locked_amount(self, balance: Balance) -> str:
+        return plain(balance.locked)
 
 
 class MoneyMovementForm(forms.Form):

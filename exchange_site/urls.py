@@ -1,8 +1,7 @@
-"""URLs: the REST API under /api/v1/, its schema and docs, and the admin."""
+"""URLs: the REST API under /api/v1/, its schema and docs, the admin, and the site's pages."""
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
@@ -36,5 +35,8 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
-    path("", RedirectView.as_view(url="/api/docs", permanent=False)),
+    # Pages, server-rendered by the apps that own their data.
+    path("orders/", include("orders.urls")),
+    path("", include("accounts.urls")),
+    path("", include("markets.urls")),
 ]
