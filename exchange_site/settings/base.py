@@ -189,6 +189,9 @@ EXCHANGE = {
     "ENGINE_SUMMARY_EVERY_S": env.float("ENGINE_SUMMARY_EVERY_S", default=60.0),
 }
 
+# /readyz: a trading market whose engine heartbeat is older than this (seconds) has no engine.
+HEALTH_ENGINE_STALE_S = env.float("HEALTH_ENGINE_STALE_S", default=10.0)
+
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
