@@ -6,9 +6,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
-from exchange_site import health_views
 from markets import api as markets_api
 from orders import api as orders_api
+
+from . import health_views
 
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
