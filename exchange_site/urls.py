@@ -10,6 +10,8 @@ from marketdata import api as marketdata_api
 from markets import api as markets_api
 from orders import api as orders_api
 
+from . import health_views
+
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
     path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),
@@ -36,5 +38,7 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
+    path("healthz", health_views.healthz, name="healthz"),
+    path("readyz", health_views.readyz, name="readyz"),
     path("", RedirectView.as_view(url="/api/docs", permanent=False)),
 ]

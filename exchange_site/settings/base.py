@@ -193,6 +193,9 @@ EXCHANGE = {
     "WS_URL": env("EXCHANGE_WS_URL", default=""),
 }
 
+# /readyz: a trading market whose engine heartbeat is older than this (seconds) has no engine.
+HEALTH_ENGINE_STALE_S = env.float("HEALTH_ENGINE_STALE_S", default=10.0)
+
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
