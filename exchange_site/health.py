@@ -33,10 +33,10 @@ from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from markets.models import Market
+from matching.engine import HEARTBEAT_KEY
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_KEY = "engine:heartbeat"
 # A probe must answer within the prober's timeout even when a server hangs.
 REDIS_TIMEOUT_S = 2.0
 
