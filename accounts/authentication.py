@@ -23,7 +23,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, User
 from accounts.services import api_key_secret, revoked_marker
 from exchange_site.local_cache import MISSING, TTLCache
 from exchange_site.redis import get_redis
@@ -61,6 +61,55 @@ def _credentials(key: str) -> tuple[ApiKey, str] | None:
     return cached
 
 
+def verify_signed_request(
+    *, key: str, timestamp: str, recv_window: str, signature: str, method: str, path: str, body: bytes
+) -> tuple[User, ApiKey]:
+    """The user and key behind a signed request, or ``AuthenticationFailed`` saying what is wrong.
+
+    Shared by the REST API (headers of each request) and the WebSocket
+    handshake (headers of the upgrade request), so both refuse the same things.
+    """
+    if not timestamp or not signature:
+        raise exceptions.AuthenticationFailed("Signed requests need X-Timestamp and X-Signature headers.")
+    # The payload signs the header as sent ("" when absent), so a client's
+    # signature never depends on the server's default window.
+    try:
+        ts = int(timestamp)
+        window = int(recv_window) if recv_window else settings.EXCHANGE["API_RECV_WINDOW_MS"]
+    except ValueError:
+        raise exceptions.AuthenticationFailed("X-Timestamp and X-Recv-Window must be whole milliseconds.") from None
+    if not 0 < window <= settings.EXCHANGE["API_MAX_RECV_WINDOW_MS"]:
+        raise exceptions.AuthenticationFailed(
+            f"X-Recv-Window must be between 1 and {settings.EXCHANGE['API_MAX_RECV_WINDOW_MS']} ms."
+        )
+    now = int(time.time() * 1000)
+    if ts > now + CLOCK_AHEAD_TOLERANCE_MS or now - ts > window:
+        raise exceptions.AuthenticationFailed(
+            f"The request's timestamp is outside the receive window ({window} ms); check your clock "
+            f"(server time is {now})."
+        )
+    credentials = _credentials(key)
+    if credentials is None:
+        raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+    api_key, secret = credentials
+    payload = signature_payload(timestamp=timestamp, recv_window=recv_window, method=method, path=path, body=body)
+    if not hmac.compare_digest(sign(secret, payload), signature.lower()):
+        raise exceptions.AuthenticationFailed("The signature does not match this request.")
+    # One round trip: remember the signature for as long as it is valid (the same
+    # request twice is a replay), and ask whether the key was revoked since this
+    # worker cached it.
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS)
+    pipe.exists(revoked_marker(key))
+    fresh, revoked = pipe.execute()
+    if revoked:
+        _cached_keys.discard(key)
+        raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+    if not fresh:
+        raise exceptions.AuthenticationFailed("This signed request was already used; sign each request anew.")
+    return api_key.user, api_key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """Authenticates requests that carry ``X-API-Key``; others fall through to the session."""
 
@@ -69,53 +118,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = meta.get(HEADER_KEY)
         if not key:
             return None
-        timestamp, signature = meta.get(HEADER_TIMESTAMP, ""), meta.get(HEADER_SIGNATURE, "")
-        if not timestamp or not signature:
-            raise exceptions.AuthenticationFailed("Signed requests need X-Timestamp and X-Signature headers.")
-        # The payload signs the header as sent ("" when absent), so a client's
-        # signature never depends on the server's default window.
-        recv_window = meta.get(HEADER_WINDOW, "")
-        try:
-            ts = int(timestamp)
-            window = int(recv_window) if recv_window else settings.EXCHANGE["API_RECV_WINDOW_MS"]
-        except ValueError:
-            raise exceptions.AuthenticationFailed("X-Timestamp and X-Recv-Window must be whole milliseconds.") from None
-        if not 0 < window <= settings.EXCHANGE["API_MAX_RECV_WINDOW_MS"]:
-            raise exceptions.AuthenticationFailed(
-                f"X-Recv-Window must be between 1 and {settings.EXCHANGE['API_MAX_RECV_WINDOW_MS']} ms."
-            )
-        now = int(time.time() * 1000)
-        if ts > now + CLOCK_AHEAD_TOLERANCE_MS or now - ts > window:
-            raise exceptions.AuthenticationFailed(
-                f"The request's timestamp is outside the receive window ({window} ms); check your clock "
-                f"(server time is {now})."
-            )
-        credentials = _credentials(key)
-        if credentials is None:
-            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-        api_key, secret = credentials
-        payload = signature_payload(
-            timestamp=timestamp,
-            recv_window=recv_window,
+        return verify_signed_request(
+            key=key,
+            timestamp=meta.get(HEADER_TIMESTAMP, ""),
+            recv_window=meta.get(HEADER_WINDOW, ""),
+            signature=meta.get(HEADER_SIGNATURE, ""),
             method=request.method,
             path=request.get_full_path(),
             body=request.body,
         )
-        if not hmac.compare_digest(sign(secret, payload), signature.lower()):
-            raise exceptions.AuthenticationFailed("The signature does not match this request.")
-        # One round trip: remember the signature for as long as it is valid (the same
-        # request twice is a replay), and ask whether the key was revoked since this
-        # worker cached it.
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS)
-        pipe.exists(revoked_marker(key))
-        fresh, revoked = pipe.execute()
-        if revoked:
-            _cached_keys.discard(key)
-            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-        if not fresh:
-            raise exceptions.AuthenticationFailed("This signed request was already used; sign each request anew.")
-        return api_key.user, api_key
 
     def authenticate_header(self, request) -> str:
         return "X-API-Key"

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -146,6 +147,13 @@ def _check_amount(asset: Asset, amount: Decimal) -> None:
         )
 
 
+def announce_balances(pairs: list[tuple[int, int]]) -> None:
+    """After a committed change outside the engine: push the new amounts to their owners' ``balances`` stream."""
+    from marketdata import broadcast  # market data depends on accounts' tables, not the other way round
+
+    broadcast.publish(broadcast.balance_messages(pairs, time_ms=int(time.time() * 1000)))
+
+
 def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
     """Credit ``amount`` of ``asset`` to ``user`` from the outside world (an operator's action)."""
     _check_amount(asset, amount)
@@ -156,6 +164,7 @@ def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> Non
                 Entry(external_user_id(), asset.id, AVAILABLE, -amount, LedgerEntry.Reason.DEPOSIT, note=note),
             ]
         )
+    announce_balances([(user.id, asset.id)])
     logger.info("deposit", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
@@ -178,6 +187,7 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
                 details={"asset": asset.symbol, "amount": str(amount)},
             ) from None
         raise
+    announce_balances([(user.id, asset.id)])
     logger.info("withdrawal", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 

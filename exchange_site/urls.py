@@ -6,12 +6,17 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
+from marketdata import api as marketdata_api
 from markets import api as markets_api
 from orders import api as orders_api
 
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
     path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),
+    path("markets/<str:symbol>/depth", marketdata_api.DepthView.as_view(), name="market-depth"),
+    path("markets/<str:symbol>/trades", marketdata_api.RecentTradesView.as_view(), name="market-trades"),
+    path("markets/<str:symbol>/ticker", marketdata_api.TickerView.as_view(), name="market-ticker"),
+    path("tickers", marketdata_api.TickersView.as_view(), name="tickers"),
     path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
     path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),

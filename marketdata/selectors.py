@@ -1,17 +1,75 @@
-"""Reads of market data kept in Redis by the engine (rebuildable read models)."""
+"""Reads of market data kept in Redis by the engine (rebuildable read models).
+
+All keys of one market share the hash tag ``{SYMBOL}`` so Redis Cluster keeps
+them on one node, and a snapshot can be read atomically.
+"""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from typing import Any
 
 from exchange_site.redis import get_redis
+
+TRADES_KEPT = 500
 
 
 def reference_key(symbol: str) -> str:
     return f"md:{{{symbol}}}:reference"
 
 
+def depth_keys(symbol: str) -> tuple[str, str, str, str, str]:
+    """Bid prices (zset scored by ticks), ask prices, bid quantities (hash), ask quantities, last update id."""
+    tag = f"md:{{{symbol}}}:depth"
+    return f"{tag}:bids", f"{tag}:asks", f"{tag}:bidq", f"{tag}:askq", f"{tag}:id"
+
+
+def trades_key(symbol: str) -> str:
+    return f"md:{{{symbol}}}:trades"
+
+
+def ticker_key(symbol: str) -> str:
+    return f"md:{{{symbol}}}:ticker"
+
+
 def reference_prices(*, symbol: str) -> dict[str, Decimal]:
     """Best bid, best ask and last trade price of ``symbol`` as the engine last committed them."""
     raw = get_redis().hgetall(reference_key(symbol))
     return {key.decode(): Decimal(value.decode()) for key, value in raw.items() if value}
+
+
+# One atomic read of the best ``n`` levels per side and the update id they belong to:
+# the engine writes levels and id in one MULTI, so a snapshot never mixes two batches.
+_DEPTH_SNAPSHOT = """
+local n = tonumber(ARGV[1])
+local bids = redis.call('ZREVRANGE', KEYS[1], 0, n - 1)
+local asks = redis.call('ZRANGE', KEYS[2], 0, n - 1)
+local bq, aq = {}, {}
+if #bids > 0 then bq = redis.call('HMGET', KEYS[3], unpack(bids)) end
+if #asks > 0 then aq = redis.call('HMGET', KEYS[4], unpack(asks)) end
+return {redis.call('GET', KEYS[5]) or '0', bids, bq, asks, aq}
+"""
+
+
+def depth_snapshot(*, symbol: str, limit: int) -> dict[str, Any]:
+    """``{"lastUpdateId", "bids", "asks"}``, best levels first, as the engine last committed them."""
+    update_id, bids, bid_qty, asks, ask_qty = get_redis().eval(_DEPTH_SNAPSHOT, 5, *depth_keys(symbol), limit)
+    return {
+        "lastUpdateId": int(update_id),
+        "bids": [[p.decode(), q.decode()] for p, q in zip(bids, bid_qty, strict=True)],
+        "asks": [[p.decode(), q.decode()] for p, q in zip(asks, ask_qty, strict=True)],
+    }
+
+
+def recent_trades(*, symbol: str, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` trades of ``symbol``, oldest first."""
+    return [json.loads(raw) for raw in get_redis().lrange(trades_key(symbol), -limit, -1)]
+
+
+def tickers(*, symbols: list[str]) -> list[dict[str, Any]]:
+    """The 24h tickers the engines last published; markets whose engine never ran are left out."""
+    if not symbols:
+        return []
+    raw = get_redis().mget([ticker_key(symbol) for symbol in symbols])
+    return [json.loads(value) for value in raw if value is not None]

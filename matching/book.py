@@ -145,6 +145,11 @@ class OrderBook:
         sign = -1 if side == SELL else 1
         return [(sign * k, levels[k][_TOTAL]) for k in self._keys[side][-1 : -limit - 1 : -1]]
 
+    def level_quantity(self, side: int, price: int) -> int:
+        """Total lots resting at ``price`` on ``side`` (0 when there is no such level).  O(1)."""
+        level = self._levels[side].get(-price if side == SELL else price)
+        return level[_TOTAL] if level is not None else 0
+
     def resting(self, order_id: int) -> tuple[int, int, int, int] | None:
         """``(user_id, side, price, remaining_qty)`` of a resting order, or None if it is not on the book."""
         o = self._orders.get(order_id)

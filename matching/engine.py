@@ -12,7 +12,10 @@ the Django side around it:
   sequence counters), commit together or not at all.  If the commit fails the
   in-memory book is thrown away and rebuilt from the database.
 * **Effects leave after commit.** Stream entries are acked and market data is
-  published only once the batch is durable.
+  published only once the batch is durable: the changed depth levels (with
+  update ids counted per changed level and kept in the checkpoint, so they
+  never go back), the trades, the 24h ticker and the owners' order, fill and
+  balance events, all through ``marketdata.broadcast``.
 * **Recovery is the normal start.** Books are rebuilt from live orders, then
   every order still PENDING (its stream entry may be lost) and every live order
   with a cancel request is processed, then the consumer's own unacked entries,
@@ -41,17 +44,22 @@ from accounts.selectors import fee_user_id
 from exchange_site import sql
 from exchange_site.redis import get_redis
 from marketdata import broadcast
+from marketdata.ticker import MinuteBucket, RollingTicker
 from markets.models import Market
 from markets.units import from_lots, from_ticks, notional_units, to_lots, to_ticks
 from matching import book as mb
 from matching.engine_gc import tune_gc
 from matching.models import EngineState
 from orders import streams
-from orders.models import Order
+from orders.models import Order, Trade
 
 logger = logging.getLogger(__name__)
 
 GROUP = "engine"
+HEARTBEAT_KEY = "engine:heartbeat"
+HEARTBEAT_EVERY_S = 1.0
+# The 24h ticker window slides with the clock; refresh it this often when nothing trades.
+TICKER_REFRESH_S = 5.0
 Status = Order.Status
 Reason = LedgerEntry.Reason
 AVAILABLE = money.AVAILABLE
@@ -73,7 +81,7 @@ _DONE_STATUS = {
 }
 _ORDER_COLUMNS = (
     "id", "user_id", "side", "type", "time_in_force", "stp_mode", "price", "quantity", "quote_quantity",
-    "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount", "book_seq",
+    "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount", "book_seq", "client_order_id",
 )  # fmt: skip
 
 
@@ -96,6 +104,10 @@ class LiveOrder:
     filled_quote: Decimal
     locked_amount: Decimal
     book_seq: int | None
+    # For the owner's order events, and (price) to find a resting order's level.
+    price: Decimal | None
+    quantity: Decimal | None
+    client_order_id: str
     end_reason: str = ""
 
 
@@ -108,6 +120,11 @@ class BatchEffects:
     trades: list[tuple] = field(default_factory=list)
     orders: dict[int, LiveOrder] = field(default_factory=dict)
     last_price: Decimal | None = None
+    # Book levels the batch touched, as (book side, price in ticks): their new totals
+    # are the depth update.
+    levels: set[tuple[int, int]] = field(default_factory=set)
+    depth: list[tuple[int, int, int]] = field(default_factory=list)  # (side, ticks, lots)
+    first_update_id: int = 0
 
 
 class MarketEngine:
@@ -123,7 +140,9 @@ class MarketEngine:
         self.live: dict[int, LiveOrder] = {}
         self.last_trade_id = 0
         self.last_book_seq = 0
+        self.last_update_id = 0
         self.trades_total = 0
+        self.ticker = RollingTicker()
 
     # --- state -------------------------------------------------------------------------
 
@@ -132,6 +151,7 @@ class MarketEngine:
         state, _ = EngineState.objects.get_or_create(market=self.market)
         self.last_trade_id = state.last_trade_id
         self.last_book_seq = state.last_book_seq
+        self.last_update_id = state.last_update_id
         self.book = mb.OrderBook()
         self.live = {}
         rows = (
@@ -150,13 +170,17 @@ class MarketEngine:
                 to_ticks(self.market, row[6]),
                 to_lots(self.market, remaining),
             )
+        self.ticker = _load_ticker(self.market)
         logger.info("book rebuilt", extra={"market": self.symbol, "orders": len(self.live)})
 
     def _live_from_row(self, row: Sequence) -> LiveOrder:
-        (order_id, user_id, side, kind, _tif, _stp, price, _qty, _quote, protection, status,
-         filled, filled_quote, locked, book_seq) = row  # fmt: skip
+        (order_id, user_id, side, kind, _tif, _stp, price, qty, _quote, protection, status,
+         filled, filled_quote, locked, book_seq, client_order_id) = row  # fmt: skip
         lock_price = (price if kind != Order.Type.MARKET else protection) if side == Order.Side.BUY else None
-        return LiveOrder(order_id, user_id, side, kind, lock_price, status, filled, filled_quote, locked, book_seq)
+        return LiveOrder(
+            order_id, user_id, side, kind, lock_price, status, filled, filled_quote, locked, book_seq,
+            price, qty, client_order_id,
+        )  # fmt: skip
 
     # --- one batch ---------------------------------------------------------------------
 
@@ -191,6 +215,11 @@ class MarketEngine:
                     self._place(row, effects)
             elif command == streams.CANCEL:
                 self._cancel(order_id, row, effects)
+        if effects.levels:
+            level_quantity = self.book.level_quantity
+            effects.depth = [(side, ticks, level_quantity(side, ticks)) for side, ticks in sorted(effects.levels)]
+            effects.first_update_id = self.last_update_id + 1
+            self.last_update_id += len(effects.depth)
         return effects
 
     def _place(self, row: Sequence, effects: BatchEffects) -> None:
@@ -235,6 +264,7 @@ class MarketEngine:
             if tag == mb.FILL:
                 self._settle_fill(event, effects)
             elif tag == mb.RESTED:
+                effects.levels.add((event[2], event[3]))
                 order = effects.orders[event[1]]
                 order.status = Status.PARTIALLY_FILLED if order.filled_quantity else Status.OPEN
                 self.last_book_seq += 1
@@ -242,7 +272,11 @@ class MarketEngine:
                 self.live[order.id] = order
             else:  # DONE
                 _, order_id, book_status = event
-                order = self.live.pop(order_id, None) or effects.orders[order_id]
+                order = self.live.pop(order_id, None)
+                if order is not None:  # it was resting: its level changed
+                    effects.levels.add((_SIDE[order.side], to_ticks(self.market, order.price)))
+                else:
+                    order = effects.orders[order_id]
                 effects.orders[order.id] = order
                 status = _DONE_STATUS[book_status]
                 reason = _end_reason(order, status, is_taker=taker is not None and taker.id == order.id)
@@ -251,6 +285,7 @@ class MarketEngine:
     def _settle_fill(self, fill: tuple, effects: BatchEffects) -> None:
         _, taker_id, maker_id, _taker_user, _maker_user, price_ticks, lots, taker_side, maker_left = fill
         market = self.market
+        effects.levels.add((mb.SELL if taker_side == mb.BUY else mb.BUY, price_ticks))
         taker = effects.orders[taker_id]
         maker = self.live[maker_id]
         effects.orders[maker.id] = maker
@@ -337,20 +372,118 @@ class MarketEngine:
                 )
             money.post_entries(effects.entries)
             cursor.execute(
-                "UPDATE matching_enginestate SET last_trade_id = %s, last_book_seq = %s, batches = batches + 1,"
-                " commands = commands + %s, last_batch_at = %s WHERE market_id = %s",
-                [self.last_trade_id, self.last_book_seq, commands, effects.now, self.market.id],
+                "UPDATE matching_enginestate SET last_trade_id = %s, last_book_seq = %s, last_update_id = %s,"
+                " batches = batches + 1, commands = commands + %s, last_batch_at = %s WHERE market_id = %s",
+                [self.last_trade_id, self.last_book_seq, self.last_update_id, commands, effects.now, self.market.id],
             )
 
-    def publish(self, effects: BatchEffects) -> None:
-        """After commit: refresh the read models clients and order entry use."""
+    def _best_prices(self) -> tuple[Decimal | None, Decimal | None]:
         bid, ask = self.book.best_bid(), self.book.best_ask()
-        broadcast.publish_reference_prices(
-            symbol=self.symbol,
-            best_bid=from_ticks(self.market, bid) if bid is not None else None,
-            best_ask=from_ticks(self.market, ask) if ask is not None else None,
-            last=effects.last_price,
+        return (
+            from_ticks(self.market, bid) if bid is not None else None,
+            from_ticks(self.market, ask) if ask is not None else None,
         )
+
+    def _levels(self, levels: Iterable[tuple[int, int]]) -> list[tuple[Decimal, int, Decimal]]:
+        market = self.market
+        return [(from_ticks(market, ticks), ticks, from_lots(market, lots)) for ticks, lots in levels]
+
+    def publish(self, effects: BatchEffects) -> None:
+        """After commit: update the read models and send the batch's public and private events."""
+        market = self.market
+        time_ms = int(effects.now.timestamp() * 1000)
+        best_bid, best_ask = self._best_prices()
+        batch = broadcast.MarketBatch(
+            symbol=self.symbol,
+            base_asset=market.base.symbol,
+            quote_asset=market.quote.symbol,
+            time_ms=time_ms,
+            first_update_id=effects.first_update_id,
+            last_update_id=self.last_update_id,
+            bids=self._levels((ticks, lots) for side, ticks, lots in effects.depth if side == mb.BUY),
+            asks=self._levels((ticks, lots) for side, ticks, lots in effects.depth if side == mb.SELL),
+            best_bid=best_bid,
+            best_ask=best_ask,
+        )
+        for trade in effects.trades:
+            (_, trade_id, price, qty, quote, taker_side, buy_id, sell_id, buyer, seller, buyer_fee, seller_fee,
+             _) = trade  # fmt: skip
+            batch.trades.append(
+                broadcast.TradeEvent(
+                    trade_id, price, qty, quote, taker_side, buy_id, sell_id, buyer, seller, buyer_fee, seller_fee
+                )
+            )
+            self.ticker.add_trade(price=price, qty=qty, quote=quote, time_ms=time_ms)
+        if effects.trades:
+            batch.ticker = self.ticker.snapshot(time_ms)
+        batch.orders = [
+            broadcast.OrderEvent(
+                o.user_id,
+                o.id,
+                o.client_order_id,
+                o.side,
+                o.type,
+                o.status,
+                o.price,
+                o.quantity,
+                o.filled_quantity,
+                o.filled_quote,
+                o.end_reason,
+            )
+            for o in effects.orders.values()
+        ]
+        fees = fee_user_id()
+        batch.balances = {(e.user_id, e.asset_id) for e in effects.entries if e.user_id != fees}
+        # A placement's funds were held by order entry, outside this batch: its owner's
+        # balance changed too, and this is the first event that can say so.
+        batch.balances.update(
+            (o.user_id, market.quote_id if o.side == Order.Side.BUY else market.base_id)
+            for o in effects.orders.values()
+        )
+        broadcast.publish_market_batch(batch)
+
+    def publish_snapshot(self) -> None:
+        """Replace the market's read models from the rebuilt book (engine start, after a failed batch)."""
+        now_ms = int(time.time() * 1000)
+        best_bid, best_ask = self._best_prices()
+        recent = (
+            Trade.objects.filter(market=self.market)
+            .order_by("-trade_id")
+            .values_list("trade_id", "price", "quantity", "quote_quantity", "taker_side", "executed_at")[
+                : broadcast.TRADES_KEPT
+            ]
+        )
+        trades = [
+            broadcast.trade_row(
+                trade_id=trade_id,
+                price=price,
+                qty=qty,
+                quote=quote,
+                taker_side=taker_side,
+                time_ms=int(executed_at.timestamp() * 1000),
+            )
+            for trade_id, price, qty, quote, taker_side, executed_at in reversed(recent)
+        ]
+        broadcast.publish_market_snapshot(
+            symbol=self.symbol,
+            update_id=self.last_update_id,
+            bids=self._levels(self.book.depth(mb.BUY, len(self.book) or 1)),
+            asks=self._levels(self.book.depth(mb.SELL, len(self.book) or 1)),
+            trades=trades,
+            ticker=self.ticker.snapshot(now_ms),
+            best_bid=best_bid,
+            best_ask=best_ask,
+            time_ms=now_ms,
+        )
+
+    def publish_ticker(self) -> None:
+        """The 24h window slides with time: republish the ticker even when nothing trades."""
+        now_ms = int(time.time() * 1000)
+        best_bid, best_ask = self._best_prices()
+        broadcast.publish_ticker(
+            symbol=self.symbol, ticker=self.ticker.snapshot(now_ms), best_bid=best_bid, best_ask=best_ask,
+            time_ms=now_ms,
+        )  # fmt: skip
 
     # --- recovery ----------------------------------------------------------------------
 
@@ -372,6 +505,29 @@ class MarketEngine:
             elif status == Status.PENDING:
                 commands.append((streams.PLACE, order_id))
         return commands + cancels
+
+
+def _load_ticker(market: Market) -> RollingTicker:
+    """The last 24 hours of ``market``'s trades, folded into minute buckets by the database."""
+    ticker = RollingTicker()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT date_trunc('minute', executed_at) AS minute,"
+            " (array_agg(price ORDER BY trade_id))[1], max(price), min(price),"
+            " (array_agg(price ORDER BY trade_id DESC))[1], sum(quantity), sum(quote_quantity), count(*)"
+            " FROM orders_trade WHERE market_id = %s AND executed_at >= now() - interval '1 day 1 minute'"
+            " GROUP BY minute ORDER BY minute",
+            [market.id],
+        )
+        for minute, open_, high, low, close, volume, quote_volume, trades in cursor.fetchall():
+            ticker.add_bucket(
+                MinuteBucket(int(minute.timestamp() * 1000), open_, high, low, close, volume, quote_volume, trades)
+            )
+    if not ticker.buckets:
+        ticker.last_price = (
+            Trade.objects.filter(market=market).order_by("-trade_id").values_list("price", flat=True).first()
+        )
+    return ticker
 
 
 def _end_reason(order: LiveOrder, status: str, *, is_taker: bool) -> str:
@@ -425,6 +581,8 @@ class Engine:
         self.batches_total = 0
         self._next_sweep = 0.0
         self._next_summary = time.monotonic() + self.summary_every
+        self._next_heartbeat = 0.0
+        self._next_ticker = time.monotonic() + TICKER_REFRESH_S
 
     def start(self) -> None:
         """Own the markets, rebuild their books, then settle what the database says is owed."""
@@ -434,6 +592,8 @@ class Engine:
             engine.rebuild()
             if owed := self.settle_owed(engine, older_than=None):
                 logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": owed})
+            engine.publish_snapshot()
+        self.heartbeat()
         # Entries delivered to this consumer before a crash and never acked.
         while self.read(pending=True):
             pass
@@ -469,10 +629,22 @@ class Engine:
         if now >= self._next_sweep:
             self._next_sweep = now + self.sweep_after.total_seconds() / 2
             processed += self.sweep()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT_EVERY_S
+            self.heartbeat()
+        if now >= self._next_ticker:
+            self._next_ticker = now + TICKER_REFRESH_S
+            for engine in self.markets.values():
+                engine.publish_ticker()
         if now >= self._next_summary:
             self._next_summary = now + self.summary_every
             self.log_summary()
         return processed
+
+    def heartbeat(self) -> None:
+        """Say this engine is alive, per market (``/readyz`` reads it): ``engine:heartbeat`` {symbol: ms}."""
+        now_ms = int(time.time() * 1000)
+        self.redis.hset(HEARTBEAT_KEY, mapping=dict.fromkeys(self.markets, now_ms))
 
     def sweep(self) -> int:
         """Process orders left PENDING (or with an unserved cancel) past the sweep delay."""

@@ -13,6 +13,8 @@ class EngineState(models.Model):
     market = models.OneToOneField(Market, primary_key=True, on_delete=models.CASCADE, related_name="engine_state")
     last_trade_id = models.BigIntegerField(default=0)
     last_book_seq = models.BigIntegerField(default=0)
+    # Counts changed depth levels: a depth update carries ids U..u without gaps.
+    last_update_id = models.BigIntegerField(default=0)
     batches = models.BigIntegerField(default=0)
     commands = models.BigIntegerField(default=0)
     last_batch_at = models.DateTimeField(null=True, blank=True)

@@ -47,3 +47,11 @@ class MarketFactory(factory.django.DjangoModelFactory):
 
 def fund(user: User, asset: Asset, amount: Decimal) -> None:
     money.deposit(user=user, asset=asset, amount=amount, note="test funding")
+
+
+def place_limit(user: User, market, side: str, qty: str, price: str, **extra):
+    """A limit order placed through the real service (funds held, PENDING until the engine runs)."""
+    from orders import services
+
+    request = services.OrderRequest(side=side, type="limit", quantity=Decimal(qty), price=Decimal(price), **extra)
+    return services.place_order(user=user, market=market, request=request)

@@ -155,3 +155,35 @@ class LiveStack:
     def __exit__(self, *exc) -> None:
         for name in list(self.processes):
             self.stop(name)
+
+
+class HttpClient:
+    """A tiny HTTP client for a ``LiveStack``: JSON in and out, signed with an API key when one is given."""
+
+    def __init__(self, stack: LiveStack, *, key: str | None = None, secret: str | None = None) -> None:
+        self.stack, self.key, self.secret = stack, key, secret
+
+    def request(self, method: str, path: str, data=None) -> tuple[int, object]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        from tests.signing import signed_headers
+
+        body = b"" if data is None else json.dumps(data).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.key is not None:
+            signed = signed_headers(key=self.key, secret=self.secret, method=method, path=path, body=body)
+            headers |= {name[5:].replace("_", "-"): value for name, value in signed.items()}
+        url = self.stack.url(path)  # always http://127.0.0.1:PORT
+        request = urllib.request.Request(url, data=body or None, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback test server)
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def get(self, path: str) -> object:
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
