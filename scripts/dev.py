@@ -104,6 +104,10 @@ def cmd_run() -> int:
     env["WS_PORT"] = str(free_port(int(env.get("WS_PORT", str(port + 1)))))
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     url = f"http://127.0.0.1:{port}"
+    # The market maker reaches gunicorn and daphne by URL like any outside client (honcho gives
+    # every process its own PORT, so it cannot read the web server's from there).
+    env.setdefault("MARKET_MAKER_API_URL", url)
+    env.setdefault("MARKET_MAKER_WS_URL", f"ws://127.0.0.1:{env['WS_PORT']}/ws")
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
         "  Logins:    admin/admin (operator), alice/alice and bob/bob (traders)\n"

@@ -51,6 +51,7 @@ from markets.market_maker.quoting import (
     MarketFilters,
     Quote,
     build_ladder,
+    clear_of_book,
     inventory_skew,
     locked_by,
     plan_requote,
@@ -102,7 +103,7 @@ class MarketState:
     price_source: RandomWalk | PriceFile
     book: LocalBook = field(default_factory=LocalBook)
     reference: Decimal | None = None
-    last_trade_id: int | None = None
+    first_trade_id: int = 0  # our trades up to this one happened before the bot started
     next_snapshot_at: float = 0.0
 
     def step(self) -> Decimal | None:
@@ -221,7 +222,7 @@ class MarketMaker:
             source = await self._price_source(listed[symbol])
             if source is not None:
                 states[symbol] = MarketState(filters=listed[symbol], price_source=source)
-                states[symbol].last_trade_id = await self._newest_trade_id(symbol)
+                states[symbol].first_trade_id = await self._newest_trade_id(symbol)
         if not states:
             raise ConfigError(
                 "No market has a starting price: set MARKET_MAKER_START_PRICES (e.g. BTC_USDT=60000) "
@@ -281,7 +282,7 @@ class MarketMaker:
     async def cycle(self) -> None:
         now = self.clock()
         if self._resync_due or not self.ws_live or now >= self._next_resync:
-            await self.resync(poll_fills=not self.ws_live)
+            await self.resync()
         if self.ws_live:
             await self._refresh_books(now)
         plans = {}
@@ -290,6 +291,8 @@ class MarketMaker:
             if reference is None:
                 continue  # no price yet (an empty price file): leave this market as it is
             desired = self._desired_ladder(state, reference)
+            if state.book.synced:
+                desired = clear_of_book(desired, best_bid=state.book.best_bid(), best_ask=state.book.best_ask())
             live = [o.live() for o in self._quotes(symbol)]
             plans[symbol] = plan_requote(
                 live=live,
@@ -363,7 +366,8 @@ class MarketMaker:
             if result["status"] == 201:
                 self.counters.placed += 1
                 order = result["order"]
-                self._hold(order)
+                if not self.ws_live:
+                    self._hold(order)  # the WebSocket's balance events say so themselves
                 if order["status"] in LIVE_STATUSES and int(order["id"]) not in self._ended:
                     self.orders.setdefault(int(order["id"]), OwnOrder.from_api(order))
             else:
@@ -420,7 +424,8 @@ class MarketMaker:
             logger.debug("take refused", extra={"market": market.symbol, "code": error.code})
             return
         self.counters.takes += 1
-        self._hold(order)
+        if not self.ws_live:
+            self._hold(order)
 
     def _best_opposite(self, state: MarketState, side: str) -> Decimal | None:
         """The price a taker on ``side`` would hit: from the book when we follow it, else our own quotes."""
@@ -434,7 +439,7 @@ class MarketMaker:
 
     # Keeping our picture of the exchange current.
 
-    async def resync(self, *, poll_fills: bool) -> None:
+    async def resync(self) -> None:
         """Replace what we believe with the exchange's own answer: open orders, balances, markets, fills."""
         if self.clock() >= self._next_markets_refresh:
             # Public and throttled per address: not every cycle, but often enough to see a halt.
@@ -450,13 +455,11 @@ class MarketMaker:
             if order.market in self.markets and order.id not in self._ended
         }
         self._set_balances(await self.client.balances())
-        if poll_fills:
-            for symbol, state in self.markets.items():
-                trades = await self.client.my_trades(symbol, limit=100)
-                newer = [t for t in trades if int(t["id"]) > (state.last_trade_id or 0)]
-                self.counters.fills += len(newer)
-                if trades:
-                    state.last_trade_id = max(state.last_trade_id or 0, int(trades[0]["id"]))
+        # Fills the WebSocket did not carry (it was down, or we were reconnecting); counted once
+        # whichever way they arrive.  A trade with ourselves is one row here and two fills there.
+        for symbol, state in self.markets.items():
+            for trade in await self.client.my_trades(symbol, limit=100):
+                self._count_fill(state, int(trade["id"]), int(trade["order_id"]))
         self._resync_due = False
         self._next_resync = self.clock() + self.config.resync_s
 
@@ -563,15 +566,18 @@ class MarketMaker:
         state = self.markets.get(data.get("market", ""))
         if state is None:
             return
-        key = (int(data["trade_id"]), int(data["order_id"]))
-        if key in self._seen_fills:
-            return
+        if self._count_fill(state, int(data["trade_id"]), int(data["order_id"])):
+            self._wake.set()
+
+    def _count_fill(self, state: MarketState, trade_id: int, order_id: int) -> bool:
+        key = (trade_id, order_id)
+        if trade_id <= state.first_trade_id or key in self._seen_fills:
+            return False
         self._seen_fills[key] = None
         while len(self._seen_fills) > ENDED_MEMORY:
             self._seen_fills.popitem(last=False)
-        state.last_trade_id = max(state.last_trade_id or 0, key[0])
         self.counters.fills += 1
-        self._wake.set()
+        return True
 
     # Leaving.
 

@@ -205,6 +205,21 @@ def _side(market: MarketFilters, side: str, prices: Sequence[Decimal], size: Dec
     return quotes
 
 
+def clear_of_book(quotes: Iterable[Quote], *, best_bid: Decimal | None, best_ask: Decimal | None) -> list[Quote]:
+    """``quotes`` less those that would trade on arrival against the book (post-only would refuse them).
+
+    Someone else may bid above our asks (or offer below our bids) after a
+    jump of our reference price; those levels wait until the book or the
+    price moves, instead of being sent and refused every cycle.
+    """
+    return [
+        q
+        for q in quotes
+        if (q.side == BUY and (best_ask is None or q.price < best_ask))
+        or (q.side == SELL and (best_bid is None or q.price > best_bid))
+    ]
+
+
 def plan_requote(
     *,
     live: Iterable[LiveOrder],

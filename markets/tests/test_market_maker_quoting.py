@@ -16,6 +16,7 @@ from markets.market_maker.quoting import (
     MarketFilters,
     Quote,
     build_ladder,
+    clear_of_book,
     inventory_skew,
     ladder_prices,
     locked_by,
@@ -331,6 +332,21 @@ def test_a_whole_ladder_moved_beyond_the_tolerance_is_replaced_level_by_level():
     assert plan(live, after).place == after
     # With a tolerance wider than the move nothing is touched.
     assert plan(live, after, tolerance=D(6)).cancel == []
+
+
+def test_quotes_that_would_take_from_the_book_are_held_back():
+    quotes = ladder(params=LadderParams(2, D(10), D(5), D(2000), D(50_000), D(0), D(0)))
+
+    # Someone bids 60030 (our best ask would trade with it) and offers 59950 (above our second bid).
+    kept = clear_of_book(quotes, best_bid=D("60030"), best_ask=D("59950"))
+
+    assert [(q.side, q.price) for q in kept] == [(BUY, D("59940")), (SELL, D("60060"))]
+    # A bid at exactly the best ask would take too.
+    assert [q.price for q in clear_of_book(quotes, best_bid=None, best_ask=D("59940"))] == [
+        D("60030"),
+        D("60060"),
+    ]
+    assert clear_of_book(quotes, best_bid=None, best_ask=None) == quotes
 
 
 # Taking liquidity.

@@ -21,6 +21,8 @@ from markets.market_maker.config import ConfigError, MakerConfig
 
 class Command(BaseCommand):
     help = "Keep a ladder of bids and asks on the markets through the public API, as an outside bot would."
+    # An outside client: it uses no model and no database, so the project's system checks are not its business.
+    requires_system_checks = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--markets", default=None, help="Comma-separated symbols; default: every trading market.")
