@@ -199,8 +199,7 @@ class MarketMaker:
         self.exchange_up = False
 
     async def _pause(self, seconds: float, stop: asyncio.Event) -> None:
-        """Sleep ``seconds``, or less when stopped or woken (a fill: re-quote soon)."""
-        self._wake.clear()
+        """Sleep ``seconds``, or less when stopped or woken (a fill, even one during the cycle: re-quote soon)."""
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -209,6 +208,7 @@ class MarketMaker:
                 waiter.cancel()
         if self._wake.is_set() and not stop.is_set():
             await asyncio.sleep(WAKE_DEBOUNCE_S)  # let a burst of fills arrive together
+        self._wake.clear()
 
     async def _bootstrap(self) -> None:
         """Learn the markets and their filters, and where each one's reference price starts."""
