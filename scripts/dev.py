@@ -102,6 +102,7 @@ def cmd_run() -> int:
     port = free_port(int(env.get("PORT", "8000")))
     env["PORT"] = str(port)
     env["WS_PORT"] = str(free_port(int(env.get("WS_PORT", str(port + 1)))))
+    env.setdefault("EXCHANGE_WS_URL", f"ws://127.0.0.1:{env['WS_PORT']}/ws")
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     url = f"http://127.0.0.1:{port}"
     # The market maker reaches gunicorn and daphne by URL like any outside client (honcho gives
@@ -110,6 +111,7 @@ def cmd_run() -> int:
     env.setdefault("MARKET_MAKER_WS_URL", f"ws://127.0.0.1:{env['WS_PORT']}/ws")
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
+        f"  WebSocket: {env['EXCHANGE_WS_URL']}\n"
         "  Logins:    admin/admin (operator), alice/alice and bob/bob (traders)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,

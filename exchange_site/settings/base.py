@@ -187,6 +187,10 @@ EXCHANGE = {
     # Orders left PENDING longer than this (a stream entry lost with Redis) are swept in.
     "ENGINE_SWEEP_AFTER_S": env.float("ENGINE_SWEEP_AFTER_S", default=3.0),
     "ENGINE_SUMMARY_EVERY_S": env.float("ENGINE_SUMMARY_EVERY_S", default=60.0),
+    # Where browsers open the WebSocket. Empty: the page's own host, path /ws (nginx routes
+    # it to daphne). `dev.py run` serves HTTP (gunicorn) and WebSockets (daphne) on two
+    # ports, so it sets this to daphne's.
+    "WS_URL": env("EXCHANGE_WS_URL", default=""),
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
