@@ -142,6 +142,10 @@ def cmd_run() -> int:
     env.setdefault("EXCHANGE_WS_URL", f"ws://127.0.0.1:{env['WS_PORT']}/ws")
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     url = f"http://127.0.0.1:{port}"
+    # The market maker reaches gunicorn and daphne by URL like any outside client (honcho gives
+    # every process its own PORT, so it cannot read the web server's from there).
+    env.setdefault("MARKET_MAKER_API_URL", url)
+    env.setdefault("MARKET_MAKER_WS_URL", env["EXCHANGE_WS_URL"])
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
         f"  WebSocket: {env['EXCHANGE_WS_URL']}\n"
