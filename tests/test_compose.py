@@ -171,18 +171,7 @@ def check_daphne(argv: list[str]) -> None:
     assert callable(import_string(args.application.replace(":", ".")))
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason="run_market_maker lands from the maker branch"),
-        )
-        if name == "market-maker"
-        else name
-        for name in app_services()
-    ],
-)
+@pytest.mark.parametrize("name", app_services())
 def test_every_service_command_names_something_the_project_has(name, monkeypatch):
     argv = [str(word) for word in SERVICES[name]["command"]]
     if argv[0] == "python":
