@@ -171,6 +171,16 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL.replace("unix://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Candles (marketdata.klines): the engine enqueues a run per market after its commits;
+# beat's sweep re-enqueues what a killed worker or a lost message left behind.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-klines": {
+        "task": "marketdata.tasks.sweep_klines",
+        "schedule": env.float("KLINES_SWEEP_EVERY_S", default=10.0),
+        "options": {"expires": 30},
+    },
+}
 
 EXCHANGE = {
     # How long a signed API request stays valid, and the largest window a client may ask for.
@@ -187,6 +197,9 @@ EXCHANGE = {
     # Orders left PENDING longer than this (a stream entry lost with Redis) are swept in.
     "ENGINE_SWEEP_AFTER_S": env.float("ENGINE_SWEEP_AFTER_S", default=3.0),
     "ENGINE_SUMMARY_EVERY_S": env.float("ENGINE_SUMMARY_EVERY_S", default=60.0),
+    # A kline run that keeps finding new trades re-enqueues itself after this long, so one
+    # busy market cannot hold a Celery worker.
+    "KLINES_RUN_BUDGET_S": env.float("KLINES_RUN_BUDGET_S", default=5.0),
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
