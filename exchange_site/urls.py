@@ -6,12 +6,14 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
+from marketdata import api as marketdata_api
 from markets import api as markets_api
 from orders import api as orders_api
 
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
     path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),
+    path("markets/<str:symbol>/klines", marketdata_api.KlinesView.as_view(), name="market-klines"),
     path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
     path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),
