@@ -19,6 +19,7 @@ api_v1 = [
     path("markets/<str:symbol>/trades", marketdata_api.RecentTradesView.as_view(), name="market-trades"),
     path("markets/<str:symbol>/ticker", marketdata_api.TickerView.as_view(), name="market-ticker"),
     path("tickers", marketdata_api.TickersView.as_view(), name="tickers"),
+    path("markets/<str:symbol>/klines", marketdata_api.KlinesView.as_view(), name="market-klines"),
     path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
     path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),

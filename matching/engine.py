@@ -43,7 +43,7 @@ from accounts.models import LedgerEntry
 from accounts.selectors import fee_user_id
 from exchange_site import sql
 from exchange_site.redis import get_redis
-from marketdata import broadcast
+from marketdata import broadcast, klines
 from marketdata.ticker import MinuteBucket, RollingTicker
 from markets.models import Market
 from markets.units import from_lots, from_ticks, notional_units, to_lots, to_ticks
@@ -441,6 +441,9 @@ class MarketEngine:
             for o in effects.orders.values()
         )
         broadcast.publish_market_batch(batch)
+        if effects.trades:
+            # Candles are the Celery worker's job: tell it which buckets went stale.
+            klines.note_trades(symbol=self.symbol, earliest=effects.now)
 
     def publish_snapshot(self) -> None:
         """Replace the market's read models from the rebuilt book (engine start, after a failed batch)."""

@@ -171,6 +171,16 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL.replace("unix://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Candles (marketdata.klines): the engine enqueues a run per market after its commits;
+# beat's sweep re-enqueues what a killed worker or a lost message left behind.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-klines": {
+        "task": "marketdata.tasks.sweep_klines",
+        "schedule": env.float("KLINES_SWEEP_EVERY_S", default=10.0),
+        "options": {"expires": 30},
+    },
+}
 
 EXCHANGE = {
     # How long a signed API request stays valid, and the largest window a client may ask for.
@@ -191,6 +201,9 @@ EXCHANGE = {
     # it to daphne). `dev.py run` serves HTTP (gunicorn) and WebSockets (daphne) on two
     # ports, so it sets this to daphne's.
     "WS_URL": env("EXCHANGE_WS_URL", default=""),
+    # A kline run that keeps finding new trades re-enqueues itself after this long, so one
+    # busy market cannot hold a Celery worker.
+    "KLINES_RUN_BUDGET_S": env.float("KLINES_RUN_BUDGET_S", default=5.0),
 }
 
 # /readyz: a trading market whose engine heartbeat is older than this (seconds) has no engine.
