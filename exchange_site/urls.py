@@ -9,6 +9,8 @@ from marketdata import api as marketdata_api
 from markets import api as markets_api
 from orders import api as orders_api
 
+from . import health_views
+
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
     path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),
@@ -16,6 +18,7 @@ api_v1 = [
     path("markets/<str:symbol>/trades", marketdata_api.RecentTradesView.as_view(), name="market-trades"),
     path("markets/<str:symbol>/ticker", marketdata_api.TickerView.as_view(), name="market-ticker"),
     path("tickers", marketdata_api.TickersView.as_view(), name="tickers"),
+    path("markets/<str:symbol>/klines", marketdata_api.KlinesView.as_view(), name="market-klines"),
     path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
     path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),
@@ -35,6 +38,8 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
+    path("healthz", health_views.healthz, name="healthz"),
+    path("readyz", health_views.readyz, name="readyz"),
     # Pages, server-rendered by the apps that own their data.
     path("orders/", include("orders.urls")),
     path("", include("accounts.urls")),

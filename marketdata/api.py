@@ -1,11 +1,14 @@
-"""Public REST market data: depth snapshot, recent trades, 24h tickers (served from Redis, not the database).
+"""Public REST market data (docs/realtime.md): depth snapshot, recent trades, 24h tickers, candles.
 
-The engine keeps these read models current after every committed batch
-(``marketdata.broadcast``); a request reads one Redis key or runs one small
-script, so the endpoints cost the same however busy the market is.
+The engine keeps depth, trades and tickers current in Redis after every
+committed batch (``marketdata.broadcast``); a request reads one Redis key or
+runs one small script, so those endpoints cost the same however busy the
+market is.  Candles are rows the Celery aggregation keeps (``marketdata.klines``).
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -14,7 +17,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange_site.amounts import plain
+from exchange_site.errors import ApplicationError
 from marketdata import selectors
+from marketdata.klines import EPOCH, to_millis
+from marketdata.models import INTERVALS, Kline
+from marketdata.streams import KLINE_INTERVALS
 from markets.selectors import market_get, market_list
 
 
@@ -114,3 +122,108 @@ def _empty_ticker(symbol: str) -> dict:
         "quote_volume": "0", "change": None, "change_percent": None, "trades": 0, "best_bid": None,
         "best_ask": None, "open_time": None, "close_time": None,
     }  # fmt: skip
+
+
+MAX_KLINES = 1000
+# The last millisecond a datetime can hold (9999-12-31T23:59:59.999Z).
+MAX_TIME_MS = 253_402_300_799_999
+
+
+class KlinesQuerySerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(
+        choices=KLINE_INTERVALS,
+        help_text="1m 5m 15m 1h 4h 1d 1w",
+        error_messages={"invalid_choice": f'"{{input}}" is not an interval; use one of {" ".join(KLINE_INTERVALS)}.'},
+    )
+    start_time = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_TIME_MS, help_text="ms since the epoch; candles opening at or after"
+    )
+    end_time = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_TIME_MS, help_text="ms since the epoch; candles opening at or before"
+    )
+    limit = serializers.IntegerField(required=False, default=500, min_value=1, max_value=MAX_KLINES)
+
+
+class KlineSerializer(serializers.Serializer):
+    """The response's shape, for the schema; ``_kline`` renders it directly."""
+
+    open_time = serializers.IntegerField(help_text="ms since the epoch")
+    close_time = serializers.IntegerField(help_text="ms since the epoch: the bucket's last millisecond")
+    open = serializers.CharField()
+    high = serializers.CharField()
+    low = serializers.CharField()
+    close = serializers.CharField()
+    volume = serializers.CharField(help_text="base quantity traded")
+    quote_volume = serializers.CharField(help_text="quote quantity traded")
+    trades = serializers.IntegerField()
+    closed = serializers.BooleanField(help_text="whether the bucket had ended when this answer was made")
+
+
+# Which query parameter failed -> the error code a client can switch on.
+_CODES = {
+    "interval": "invalid_interval",
+    "start_time": "invalid_time",
+    "end_time": "invalid_time",
+    "limit": "invalid_limit",
+}
+
+
+def _parse(query) -> dict:
+    params = KlinesQuerySerializer(data=query)
+    if not params.is_valid():
+        field, messages = next(iter(params.errors.items()))
+        raise ApplicationError(f"{field}: {messages[0]}", code=_CODES[field], details={"fields": params.errors})
+    values = params.validated_data
+    start, end = values.get("start_time"), values.get("end_time")
+    if start is not None and end is not None and start > end:
+        raise ApplicationError(
+            f"end_time ({end}) is before start_time ({start}).",
+            code="invalid_time_range",
+            details={"start_time": start, "end_time": end},
+        )
+    return values
+
+
+def _kline(candle: Kline, now: dt.datetime) -> dict:
+    return {
+        "open_time": to_millis(candle.open_time),
+        "close_time": to_millis(candle.close_time),
+        "open": plain(candle.open),
+        "high": plain(candle.high),
+        "low": plain(candle.low),
+        "close": plain(candle.close),
+        "volume": plain(candle.volume),
+        "quote_volume": plain(candle.quote_volume),
+        "trades": candle.trades,
+        "closed": candle.open_time + INTERVALS[candle.interval] <= now,
+    }
+
+
+def _time(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else EPOCH + dt.timedelta(milliseconds=ms)
+
+
+class KlinesView(APIView):
+    """Candles of a market, oldest first.
+
+    With ``start_time``: the first ``limit`` candles opening at or after it;
+    without: the last ``limit`` up to ``end_time`` (or now).  A bucket without
+    trades has no candle: draw a gap or carry the last close forward.
+    """
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    @extend_schema(parameters=[KlinesQuerySerializer], responses=KlineSerializer(many=True))
+    def get(self, request: Request, symbol: str) -> Response:
+        market = market_get(symbol=symbol)
+        params = _parse(request.query_params)
+        candles = selectors.klines_list(
+            market=market,
+            interval=params["interval"],
+            start=_time(params.get("start_time")),
+            end=_time(params.get("end_time")),
+            limit=params["limit"],
+        )
+        now = dt.datetime.now(dt.UTC)
+        return Response([_kline(candle, now) for candle in candles])

@@ -43,7 +43,7 @@ from accounts.models import LedgerEntry
 from accounts.selectors import fee_user_id
 from exchange_site import sql
 from exchange_site.redis import get_redis
-from marketdata import broadcast
+from marketdata import broadcast, klines
 from marketdata.ticker import MinuteBucket, RollingTicker
 from markets.models import Market
 from markets.units import from_lots, from_ticks, notional_units, to_lots, to_ticks
@@ -441,6 +441,9 @@ class MarketEngine:
             for o in effects.orders.values()
         )
         broadcast.publish_market_batch(batch)
+        if effects.trades:
+            # Candles are the Celery worker's job: tell it which buckets went stale.
+            klines.note_trades(symbol=self.symbol, earliest=effects.now)
 
     def publish_snapshot(self) -> None:
         """Replace the market's read models from the rebuilt book (engine start, after a failed batch)."""
@@ -540,6 +543,13 @@ def _end_reason(order: LiveOrder, status: str, *, is_taker: bool) -> str:
     return ""
 
 
+def _backend_pid() -> int:
+    """The PostgreSQL session this process talks through: advisory locks live and die with it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def _entries(response: list) -> int:
     return sum(len(entries) for _, entries in response)
 
@@ -576,6 +586,7 @@ class Engine:
         self.sweep_after = dt.timedelta(seconds=config["ENGINE_SWEEP_AFTER_S"])
         self.summary_every = config["ENGINE_SUMMARY_EVERY_S"]
         self.markets = {m.symbol: MarketEngine(m) for m in markets}
+        self.session_pid: int | None = None
         self.by_stream = {engine.stream: engine for engine in self.markets.values()}
         self.commands_total = 0
         self.batches_total = 0
@@ -586,6 +597,7 @@ class Engine:
 
     def start(self) -> None:
         """Own the markets, rebuild their books, then settle what the database says is owed."""
+        self.session_pid = None  # set once every market is claimed on this session
         for engine in self.markets.values():
             self._claim(engine.market)
             self._ensure_group(engine.stream)
@@ -593,6 +605,7 @@ class Engine:
             if owed := self.settle_owed(engine, older_than=None):
                 logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": owed})
             engine.publish_snapshot()
+        self.session_pid = _backend_pid()
         self.heartbeat()
         # Entries delivered to this consumer before a crash and never acked.
         while self.read(pending=True):
@@ -671,6 +684,9 @@ class Engine:
             logger.warning("command streams were lost; recreating them", extra={"error": str(error)})
             for stream in self.by_stream:
                 self._ensure_group(stream)
+            # The read models went with it: put them back from the books.
+            for engine in self.markets.values():
+                engine.publish_snapshot()
             return 0
         if not pending and response and self.linger_s and _entries(response) < self.batch_size // 2:
             # A thin batch pays the whole per-batch cost (a transaction, its commit, the
@@ -713,6 +729,30 @@ class Engine:
             },
         )
 
+    def recover(self, stop: threading.Event) -> None:
+        """After a failed step: re-read the unacked entries, or start over if the database session died.
+
+        A dead session (PostgreSQL restarted, the connection killed) also took the
+        advisory locks that make this engine the only one for its markets, and
+        Django does not reconnect inside a loop by itself: close it, then do what
+        a fresh start does (claim, rebuild, settle what is owed, republish).
+        """
+        while not stop.is_set():
+            try:
+                connection.close_if_unusable_or_obsolete()
+                # Django reconnects silently on the next query (a failed rollback closes the
+                # connection), so compare sessions rather than look for a closed connection.
+                if _backend_pid() != self.session_pid:
+                    logger.warning("database session lost; claiming the markets again and rebuilding")
+                    self.start()
+                else:
+                    while self.read(pending=True):
+                        pass
+                return
+            except Exception:
+                logger.exception("recovery failed; retrying")
+                stop.wait(2.0)
+
     def log_summary(self) -> None:
         for engine in self.markets.values():
             logger.info(
@@ -737,17 +777,10 @@ class Engine:
                 self.step()
             except Exception:
                 # The batch rolled back and the book was rebuilt; its entries stay unacked
-                # and are re-read below, so nothing is lost.  Pause so a persistent fault
-                # does not spin.
+                # and are re-read by ``recover``, so nothing is lost.  Pause so a persistent
+                # fault does not spin.
                 logger.exception("engine step failed; retrying")
                 stop.wait(1.0)
-                while not stop.is_set():
-                    try:
-                        while self.read(pending=True):
-                            pass
-                        break
-                    except Exception:
-                        logger.exception("retry failed")
-                        stop.wait(2.0)
+                self.recover(stop)
         self.log_summary()
         logger.info("engine stopped", extra={"markets": ",".join(self.markets)})

@@ -137,6 +137,8 @@ class Trade(models.Model):
             models.Index(fields=["buyer", "-executed_at"], name="trade_buyer_idx"),
             models.Index(fields=["seller", "-executed_at"], name="trade_seller_idx"),
             models.Index(fields=["market", "-trade_id"], name="trade_market_recent_idx"),
+            # Candles are recomputed from the trades of a market since a time (marketdata.services).
+            models.Index(fields=["market", "executed_at"], name="trade_market_time_idx"),
         ]
 
     def __str__(self) -> str:

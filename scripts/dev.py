@@ -80,6 +80,43 @@ def ensure_node_packages() -> None:
     stamp.write_text(digest)
 
 
+# Debian packages the test suite uses, by the command each provides: the compose file
+# is validated with `docker-compose config` (no Docker engine needed) and browser
+# tests drive Chromium.
+TEST_SYSTEM_PACKAGES = {"docker-compose": "docker-compose", "chromium": "chromium"}
+
+
+def ensure_system_packages(packages: dict[str, str]) -> None:
+    """apt-get install the Debian ``packages`` (name -> command it provides) whose command is missing.
+
+    Only as root or with password-less sudo, in one quiet apt-get run; otherwise
+    say what to install and go on (the tests that need them say so too).
+    """
+    missing = sorted(name for name, command in packages.items() if shutil.which(command) is None)
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        say(f"not a Debian system: install {', '.join(missing)} yourself; the tests that need them will fail")
+        return
+    if os.geteuid() == 0:
+        sudo: list[str] = []
+    elif shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        sudo = ["sudo", "-n"]
+    else:
+        say(f"skipping system packages (needs root or sudo): apt-get install {' '.join(missing)}")
+        return
+    say(f"installing system packages: {', '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = [*sudo, "apt-get", "-qq", "-o", "Dpkg::Use-Pty=0"]
+    install = [*apt, "install", "-y", "--no-install-recommends", *missing]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        # Package lists may be missing or stale (a fresh container): update once, retry.
+        subprocess.run([*apt, "update"], env=env, capture_output=True)
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            say(f"apt-get install {' '.join(missing)} failed:\n{result.stderr.strip()[-2000:]}")
+
+
 def services_env(data_dir: Path, *, fast: bool) -> dict[str, str]:
     """Start the embedded servers (unless DATABASE_URL/REDIS_URL are set) and return the environment."""
     env = dict(os.environ)
@@ -125,6 +162,10 @@ def cmd_run() -> int:
     env.setdefault("EXCHANGE_WS_URL", f"ws://127.0.0.1:{env['WS_PORT']}/ws")
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     url = f"http://127.0.0.1:{port}"
+    # The market maker reaches gunicorn and daphne by URL like any outside client (honcho gives
+    # every process its own PORT, so it cannot read the web server's from there).
+    env.setdefault("MARKET_MAKER_API_URL", url)
+    env.setdefault("MARKET_MAKER_WS_URL", env["EXCHANGE_WS_URL"])
     print(
         f"\n  Exchange:  {url}/\n  API docs:  {url}/api/docs\n  Admin:     {url}/admin/\n"
         f"  WebSocket: {env['EXCHANGE_WS_URL']}\n"
@@ -141,6 +182,7 @@ def cmd_run() -> int:
 def cmd_test(pytest_args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
     ensure_node_packages()
+    ensure_system_packages(TEST_SYSTEM_PACKAGES)
     env = services_env(ROOT / ".data" / "test", fast=True)
     env["DJANGO_SETTINGS_MODULE"] = "exchange_site.settings.test"
     started = time.monotonic()

@@ -177,6 +177,16 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL.replace("unix://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Candles (marketdata.klines): the engine enqueues a run per market after its commits;
+# beat's sweep re-enqueues what a killed worker or a lost message left behind.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-klines": {
+        "task": "marketdata.tasks.sweep_klines",
+        "schedule": env.float("KLINES_SWEEP_EVERY_S", default=10.0),
+        "options": {"expires": 30},
+    },
+}
 
 EXCHANGE = {
     # How long a signed API request stays valid, and the largest window a client may ask for.
@@ -197,7 +207,13 @@ EXCHANGE = {
     # it to daphne). `dev.py run` serves HTTP (gunicorn) and WebSockets (daphne) on two
     # ports, so it sets this to daphne's.
     "WS_URL": env("EXCHANGE_WS_URL", default=""),
+    # A kline run that keeps finding new trades re-enqueues itself after this long, so one
+    # busy market cannot hold a Celery worker.
+    "KLINES_RUN_BUDGET_S": env.float("KLINES_RUN_BUDGET_S", default=5.0),
 }
+
+# /readyz: a trading market whose engine heartbeat is older than this (seconds) has no engine.
+HEALTH_ENGINE_STALE_S = env.float("HEALTH_ENGINE_STALE_S", default=10.0)
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -212,4 +228,43 @@ LOGGING = {
     }
     # Refused requests (4xx) are answers, not incidents: log server errors only.
     | {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
+}
+
+# --- Market maker (manage.py run_market_maker; markets/market_maker/) ----------------------------
+# An outside client of the exchange: it reaches the REST API and the WebSocket by URL (in
+# development gunicorn and daphne listen on two ports; scripts/dev.py run passes both) and
+# signs with an API key: MARKET_MAKER_API_KEY/_SECRET, else the file the demo seeding writes.
+# Amounts are decimal strings in the quote asset unless named otherwise; bps = 1/100 of 1%.
+MARKET_MAKER = {
+    "API_URL": env("MARKET_MAKER_API_URL", default="http://127.0.0.1:8000"),
+    "WS_URL": env("MARKET_MAKER_WS_URL", default="ws://127.0.0.1:8001/ws"),
+    "API_KEY": env("MARKET_MAKER_API_KEY", default=""),
+    "API_SECRET": env("MARKET_MAKER_API_SECRET", default=""),
+    # Empty: the demo seeding's file (exchange_site.demo.credentials_path()).
+    "CREDENTIALS_FILE": env("MARKET_MAKER_CREDENTIALS_FILE", default=""),
+    "MARKETS": env.list("MARKET_MAKER_MARKETS", default=[]),  # empty: every trading market
+    # Where each market's random walk is centred (it continues from the last trade, inside the band).
+    "START_PRICES": env.dict("MARKET_MAKER_START_PRICES", default={"BTC_USDT": "60000", "ETH_USDT": "3000"}),
+    "PRICE_FILES": env.dict("MARKET_MAKER_PRICE_FILES", default={}),  # SYMBOL=path: follow a price feed instead
+    "WALK_STEP_BPS": env.str("MARKET_MAKER_WALK_STEP_BPS", default="4"),  # largest move per cycle
+    "WALK_BAND_PCT": env.str("MARKET_MAKER_WALK_BAND_PCT", default="10"),  # the walk stays within +/- this
+    "LEVELS": env.int("MARKET_MAKER_LEVELS", default=5),  # quotes per side
+    "SPREAD_BPS": env.str("MARKET_MAKER_SPREAD_BPS", default="10"),  # best ask - best bid
+    "LEVEL_STEP_BPS": env.str("MARKET_MAKER_LEVEL_STEP_BPS", default="5"),
+    "LEVEL_SIZE_QUOTE": env.str("MARKET_MAKER_LEVEL_SIZE_QUOTE", default="2000"),
+    "MAX_INVENTORY_QUOTE": env.str("MARKET_MAKER_MAX_INVENTORY_QUOTE", default="50000"),
+    "SKEW_BPS": env.str("MARKET_MAKER_SKEW_BPS", default="20"),  # centre shift at full inventory
+    "SIZE_SKEW": env.str("MARKET_MAKER_SIZE_SKEW", default="0.5"),  # size moved between sides at full inventory
+    "PRICE_TOLERANCE_BPS": env.str("MARKET_MAKER_PRICE_TOLERANCE_BPS", default="3"),  # re-quote beyond this
+    "QUANTITY_TOLERANCE": env.str("MARKET_MAKER_QUANTITY_TOLERANCE", default="0.5"),
+    "TAKE_PROBABILITY": env.str("MARKET_MAKER_TAKE_PROBABILITY", default="0.1"),  # per market per cycle
+    "TAKE_SIZE_QUOTE": env.str("MARKET_MAKER_TAKE_SIZE_QUOTE", default="200"),
+    "CYCLE_S": env.str("MARKET_MAKER_CYCLE_S", default="1"),
+    "RESYNC_S": env.str("MARKET_MAKER_RESYNC_S", default="30"),  # REST resync while the WebSocket is up
+    "SUMMARY_S": env.str("MARKET_MAKER_SUMMARY_S", default="30"),
+    "CANCEL_ON_EXIT": env.bool("MARKET_MAKER_CANCEL_ON_EXIT", default=True),
+    "SEED": env.int("MARKET_MAKER_SEED", default=None),
+    "BACKOFF_BASE_S": env.str("MARKET_MAKER_BACKOFF_BASE_S", default="0.5"),
+    "BACKOFF_MAX_S": env.str("MARKET_MAKER_BACKOFF_MAX_S", default="30"),
+    "TIMEOUT_S": env.str("MARKET_MAKER_TIMEOUT_S", default="5"),
 }

@@ -1,22 +1,48 @@
-"""Production profile: no defaults for secrets, secure cookies, HSTS."""
+"""Production profile: behind nginx terminating TLS; secrets without defaults; nothing for ``check --deploy`` to report.
+
+Required in the environment: ``DJANGO_SECRET_KEY`` (50 characters or more),
+``DJANGO_ALLOWED_HOSTS`` (the public host names), ``DATABASE_URL`` and
+``REDIS_URL``.  ``DJANGO_CSRF_TRUSTED_ORIGINS`` (read in base.py) is only
+needed for cross-origin form posts: same-origin HTTPS requests pass without it.
+A missing or weak secret stops the process at start, not at the first request.
+"""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import REST_FRAMEWORK, env
 
 DEBUG = False
+
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+    # Sessions, CSRF tokens and the API secrets' encryption all hang on this key.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a random value of 50 characters or more in production; "
+        "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(64))'"
+    )
+# No default: a production site must say which host names it answers to.
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+
+# nginx terminates TLS and sets X-Forwarded-Proto itself, overwriting whatever a
+# client sent, so the header can be trusted to say whether the request was HTTPS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+# Probes talk plain HTTP to the process itself, from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
+# Both are commitments for every subdomain and, once submitted to the browsers'
+# preload list, hard to undo: switch them off if the domain hosts plain-HTTP sites.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-SECURE_HSTS_PRELOAD = True
+
+# Per-address rate limits behind nginx: the client's address is the last entry of
+# X-Forwarded-For (nginx appends it). Without this DRF keys on the whole header,
+# which a client can fill with anything and so never hit the anonymous limit.
+REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=1)}
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
