@@ -12,6 +12,7 @@ Playwright never downloads a browser here: the tests launch ``/usr/bin/chromium`
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,12 +60,22 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-@pytest.fixture
-def stack(market, alice, bob):
+def running_stack(**processes: bool):
     JS_ERRORS.clear()
-    with LiveStack(web=True, engine=True) as stack:
+    with LiveStack(web=True, engine=True, **processes) as stack:
         yield stack
     assert JS_ERRORS == [], "the pages raised JavaScript errors"
+
+
+@pytest.fixture
+def stack(market, alice, bob):
+    yield from running_stack()
+
+
+@pytest.fixture
+def stack_with_candles(market, alice, bob):
+    """With the Celery worker, which aggregates candles after the engine's batches and pushes kline frames."""
+    yield from running_stack(celery=True)
 
 
 def session_page(browser, stack: LiveStack, user, *, width: int = 1400, height: int = 1000, javascript: bool = True):
@@ -105,7 +116,8 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def test_two_traders_trade_live_cancel_and_see_the_servers_errors(browser, stack, alice, bob):
+def test_two_traders_trade_live_cancel_and_see_the_servers_errors(browser, stack_with_candles, alice, bob):
+    stack = stack_with_candles
     maker, taker = session_page(browser, stack, alice), session_page(browser, stack, bob)
     for page in (maker, taker):
         open_trading_page(page, stack)
@@ -125,6 +137,7 @@ def test_two_traders_trade_live_cancel_and_see_the_servers_errors(browser, stack
         expect(page.locator("#asks tr").first).to_have_text("1000.50.5")
     expect(balance(maker, "BTC", "locked")).to_have_text("0.5")
     expect(taker.locator("#preview-cost")).to_have_text("—")
+    screenshot(taker, "trading-page-resting-order")
 
     # Bob takes it from his form with a market buy; the cost preview prices it at the best ask first.
     taker.locator("label.side-buy").click()
@@ -151,6 +164,12 @@ def test_two_traders_trade_live_cancel_and_see_the_servers_errors(browser, stack
     expect(maker.locator(f'#order-history tr[data-order-id="{resting.pk}"] .status')).to_have_text("Filled")
     expect(maker.locator(f'#open-orders tr[data-order-id="{resting.pk}"]')).to_have_count(0)
     expect(maker.locator('[data-field="c"]')).to_have_text("100")  # the ticker's last price
+    candle = "latest {} candle open 100, high 100, low 100, close 100"
+    for page in (maker, taker):  # a live kline frame, drawn on the chart and named in its label
+        expect(page.locator("#chart")).to_have_attribute("aria-label", re.compile(candle.format("1m")))
+    taker.get_by_role("button", name="5m", exact=True).click()  # the interval switcher: history from REST
+    expect(taker.get_by_role("button", name="5m", exact=True)).to_have_attribute("aria-pressed", "true")
+    expect(taker.locator("#chart")).to_have_attribute("aria-label", re.compile(candle.format("5m")))
     screenshot(maker, "trading-page")
 
     # Cancel from the open-orders table: the order ends and its funds come back.

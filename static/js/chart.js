@@ -6,23 +6,27 @@ import { api } from "./dom.js";
 
 const HISTORY = 500;
 
-/** One candle from the REST endpoint (an object like the stream's "k", or Binance's array) or the stream. */
+/** One candle from GET .../klines (open_time, open, ...) or from a kline frame ({"k": {t, o, ...}}). */
 function candle(row) {
-  if (Array.isArray(row)) return { time: row[0] / 1000, open: +row[1], high: +row[2], low: +row[3], close: +row[4] };
   const k = row.k || row;
-  const time = k.t ?? k.open_time;
+  const text = { open: k.o ?? k.open, high: k.h ?? k.high, low: k.l ?? k.low, close: k.c ?? k.close };
   return {
-    time: time / 1000,
-    open: +(k.o ?? k.open),
-    high: +(k.h ?? k.high),
-    low: +(k.l ?? k.low),
-    close: +(k.c ?? k.close),
+    time: (k.t ?? k.open_time) / 1000,
+    open: +text.open,
+    high: +text.high,
+    low: +text.low,
+    close: +text.close,
+    text, // the server's decimal strings, for the accessible description
   };
 }
+
+const drawn = ({ time, open, high, low, close }) => ({ time, open, high, low, close });
 
 export class CandleChart {
   constructor({ element, status, symbol, stream, interval = "1m", buttons = [] }) {
     this.symbol = symbol;
+    this.element = element;
+    this.label = element.getAttribute("aria-label");
     this.stream = stream;
     this.status = status;
     this.buttons = buttons;
@@ -81,18 +85,28 @@ export class CandleChart {
       this.say(`Candle history is unavailable (${data.message || "error"}); new candles still appear live.`);
       return;
     }
-    const rows = (Array.isArray(data) ? data : data.results || []).map(candle);
-    this.series.setData(rows);
+    const rows = data.map(candle);
+    this.series.setData(rows.map(drawn));
     this.lastTime = rows.length ? rows[rows.length - 1].time : 0;
+    this.describe(rows[rows.length - 1]);
     this.say(rows.length ? "" : "No trades yet in this interval's history.");
+  }
+
+  /** A canvas says nothing to a screen reader: the chart's label names the latest candle. */
+  describe(bar) {
+    const latest = bar
+      ? `; latest ${this.interval} candle open ${bar.text.open}, high ${bar.text.high}, low ${bar.text.low}, close ${bar.text.close}`
+      : `; no ${this.interval} candles yet`;
+    this.element.setAttribute("aria-label", this.label + latest);
   }
 
   live(data) {
     if (!data.k || data.k.i !== this.interval) return;
     const bar = candle(data);
     if (bar.time < this.lastTime) return; // an update of a candle older than the last drawn
-    this.series.update(bar);
+    this.series.update(drawn(bar));
     this.lastTime = bar.time;
+    this.describe(bar);
     this.say("");
   }
 }
