@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 
+from markets.selectors import market_list
 from orders.models import Order
 from orders.services import OrderRequest
 
@@ -71,3 +72,14 @@ class OrderForm(forms.Form):
             quote_quantity=data["quote_quantity"] if is_market else None,
             time_in_force=Order.TimeInForce.IOC if is_market else data["time_in_force"],
         )
+
+
+class HistoryFilterForm(forms.Form):
+    """The filters of the order history and fills pages (GET)."""
+
+    market = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *Order.Status.choices], required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in market_list())]

@@ -8,7 +8,6 @@ would return them.
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -20,10 +19,9 @@ from django.views.decorators.http import require_POST
 
 from exchange_site.amounts import plain
 from exchange_site.errors import ApplicationError
-from markets.selectors import market_list
 from markets.views import market_or_404, render_trade_page
 from orders import selectors, services
-from orders.forms import OrderForm
+from orders.forms import HistoryFilterForm, OrderForm
 from orders.models import Order
 
 PAGE_SIZE = 50
@@ -86,15 +84,6 @@ def cancel_all(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, f"You have no open orders in {market.symbol}.")
     return _back(request, reverse("trade", kwargs={"symbol": market.symbol}))
-
-
-class HistoryFilterForm(forms.Form):
-    market = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(choices=[("", "Any status"), *Order.Status.choices], required=False)
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["market"].choices = [("", "All markets"), *((m.symbol, m.symbol) for m in market_list())]
 
 
 @login_required

@@ -82,3 +82,22 @@ def test_page_assets_are_served(db):
         response = client.get(path)
         assert response.status_code == 200, path
         response.close()
+
+
+def test_pages_show_the_published_market_data_without_javascript(market, alice, bob, engine):
+    place_order(user=alice, market=market, request=limit("sell", "100", "0.5"))
+    engine.drain()
+    place_order(user=bob, market=market, request=limit("buy", "100", "0.2"))
+    place_order(user=bob, market=market, request=limit("buy", "99.5", "0.1"))
+    engine.drain()
+
+    home = Client().get("/").content.decode()
+    assert '<td class="num" data-field="c">100</td>' in home
+    assert "0.2 BTC" in home  # 24h volume
+
+    page = Client().get("/markets/BTC_USDT/")
+    assert page.context["depth"] == {"asks": [["100", "0.3"]], "bids": [["99.5", "0.1"]]}
+    assert [(t["price"], t["qty"]) for t in page.context["market_trades"]] == [("100", "0.2")]
+    text = page.content.decode()
+    assert "<td>100</td><td>0.3</td>" in text and "<td>99.5</td><td>0.1</td>" in text
+    assert '<dd data-field="c">100</dd>' in text
