@@ -2,7 +2,8 @@
 
 Price in ticks, quantity in lots.  A value that is not a whole number of
 ticks or lots is refused by order entry before it gets here; these functions
-assert it, they never round.
+check it again (a ValueError, not an ``assert``, which ``python -O`` would
+strip into silent truncation), they never round.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
 
 def to_ticks(market: Market, price: Decimal) -> int:
     ticks, rest = divmod(price, market.tick_size)
-    assert rest == 0, f"{price} is not on the tick {market.tick_size}"
+    if rest:
+        raise ValueError(f"{price} is not on the tick {market.tick_size} of {market.symbol}")
     return int(ticks)
 
 
 def to_lots(market: Market, quantity: Decimal) -> int:
     lots, rest = divmod(quantity, market.lot_size)
-    assert rest == 0, f"{quantity} is not on the lot {market.lot_size}"
+    if rest:
+        raise ValueError(f"{quantity} is not on the lot {market.lot_size} of {market.symbol}")
     return int(lots)
 
 

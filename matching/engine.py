@@ -16,10 +16,18 @@ the Django side around it:
   update ids counted per changed level and kept in the checkpoint, so they
   never go back), the trades, the 24h ticker and the owners' order, fill and
   balance events, all through ``marketdata.broadcast``.
-* **Recovery is the normal start.** Books are rebuilt from live orders, then
-  every order still PENDING (its stream entry may be lost) and every live order
-  with a cancel request is processed, then the consumer's own unacked entries,
-  then new ones.  The loop also sweeps orders left PENDING for a few seconds.
+* **Recovery is the normal start, and keeps the stream's order.** Books are
+  rebuilt from live orders, then the consumer's own unacked entries are
+  processed, then new ones, in stream order, so a crash never changes who
+  trades with whom (docs/decisions/006).  Orders the database says are owed
+  but whose entries were lost (PENDING, or with a cancel request) are swept in
+  once the engine has caught up with its stream and they are a few seconds old.
+* **A poison entry cannot block a market.** A command whose batch keeps failing
+  (``DEAD_LETTER_AFTER`` times, for a reason other than a lost connection) is
+  retried alone; if it still fails it moves to the market's dead-letter stream
+  (``engine:{SYMBOL}:dead``) with an error in the log, and the rest of the
+  market's commands go on.  Nothing is written for it: its order stays PENDING
+  with its funds held until an operator re-drives or cancels it.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
 import redis as redis_lib
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -60,6 +69,10 @@ HEARTBEAT_KEY = "engine:heartbeat"
 HEARTBEAT_EVERY_S = 1.0
 # The 24h ticker window slides with the clock; refresh it this often when nothing trades.
 TICKER_REFRESH_S = 5.0
+# A command whose batch failed this many times is retried alone, then dead-lettered.
+DEAD_LETTER_AFTER = 3
+# Failures of the connection itself say nothing about the command: they never dead-letter.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis_lib.ConnectionError, redis_lib.TimeoutError)
 Status = Order.Status
 Reason = LedgerEntry.Reason
 AVAILABLE = money.AVAILABLE
@@ -143,6 +156,9 @@ class MarketEngine:
         self.last_update_id = 0
         self.trades_total = 0
         self.ticker = RollingTicker()
+        # Set when a failed batch left the book ahead of the database and the rebuild
+        # failed too (the connection was gone): the next batch rebuilds first.
+        self.stale = False
 
     # --- state -------------------------------------------------------------------------
 
@@ -171,6 +187,7 @@ class MarketEngine:
                 to_lots(self.market, remaining),
             )
         self.ticker = _load_ticker(self.market)
+        self.stale = False
         logger.info("book rebuilt", extra={"market": self.symbol, "orders": len(self.live)})
 
     def _live_from_row(self, row: Sequence) -> LiveOrder:
@@ -186,11 +203,14 @@ class MarketEngine:
 
     def process(self, commands: Sequence[tuple[str, int]]) -> BatchEffects:
         """Match and settle ``commands`` in one transaction; on failure rebuild and re-raise."""
+        if self.stale:
+            self.rebuild()
         try:
             with transaction.atomic(durable=True):
                 effects = self._apply(commands)
                 self._write(effects, len(commands))
         except Exception:
+            self.stale = True
             logger.exception("batch failed; rebuilding the book from the database", extra={"market": self.symbol})
             self.rebuild()
             raise
@@ -554,6 +574,10 @@ def _entries(response: list) -> int:
     return sum(len(entries) for _, entries in response)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _merge(first: list, second: list) -> list:
     """Two XREADGROUP replies as one, entries of each stream in stream order."""
     merged: dict = {}
@@ -576,6 +600,7 @@ class Engine:
         consumer: str = "engine",
         batch_size: int | None = None,
         block_ms: int | None = None,
+        dead_letter_after: int = DEAD_LETTER_AFTER,
     ) -> None:
         config = settings.EXCHANGE
         self.redis = redis or get_redis()
@@ -594,26 +619,39 @@ class Engine:
         self._next_summary = time.monotonic() + self.summary_every
         self._next_heartbeat = 0.0
         self._next_ticker = time.monotonic() + TICKER_REFRESH_S
+        # Streams whose last read was a full batch: the engine is behind on them, and
+        # sweeping their owed orders now would run them ahead of their own entries.
+        self._behind: set[str] = set(self.by_stream)
+        self.dead_letter_after = dead_letter_after
+        self._failures: Counter[tuple[str, str, int]] = Counter()  # (symbol, command, order id) -> failed batches
+        self._dead: set[tuple[str, str, int]] = set()  # dead-lettered commands the sweep must not retry
+        self._isolating = False
 
     def start(self) -> None:
-        """Own the markets, rebuild their books, then settle what the database says is owed."""
+        """Own the markets, rebuild their books, then finish the entries the previous life read but never acked.
+
+        Owed orders without an entry are left to the sweep, which waits until the
+        stream is caught up: processing them now would put them ahead of entries
+        still in the stream, and a crash would change the outcome (decision 006).
+        """
         self.session_pid = None  # set once every market is claimed on this session
         for engine in self.markets.values():
             self._claim(engine.market)
             self._ensure_group(engine.stream)
             engine.rebuild()
-            if owed := self.settle_owed(engine, older_than=None):
-                logger.info("recovered owed commands", extra={"market": engine.symbol, "commands": owed})
             engine.publish_snapshot()
+            self._load_dead_letters(engine)
         self.session_pid = _backend_pid()
         self.heartbeat()
-        # Entries delivered to this consumer before a crash and never acked.
+        # Entries delivered to this consumer before a crash and never acked, in stream order.
         while self.read(pending=True):
             pass
 
     def settle_owed(self, engine: MarketEngine, *, older_than: dt.timedelta | None) -> int:
         """Process what the database says ``engine``'s market is owed (see ``overdue_commands``)."""
         owed = engine.overdue_commands(older_than=older_than)
+        if self._dead:
+            owed = [command for command in owed if (engine.symbol, *command) not in self._dead]
         for start in range(0, len(owed), self.batch_size):
             self._process(engine, owed[start : start + self.batch_size], entry_ids=())
         return len(owed)
@@ -663,6 +701,8 @@ class Engine:
         """Process orders left PENDING (or with an unserved cancel) past the sweep delay."""
         done = 0
         for engine in self.markets.values():
+            if engine.stream in self._behind:
+                continue
             if owed := self.settle_owed(engine, older_than=self.sweep_after):
                 logger.warning("swept overdue commands", extra={"market": engine.symbol, "commands": owed})
             done += owed
@@ -694,25 +734,40 @@ class Engine:
             time.sleep(self.linger_s)
             more = self.redis.xreadgroup(GROUP, self.consumer, streams_arg, count=self.batch_size)
             response = _merge(response, more or [])
+        if not pending:
+            self._behind = {_text(stream) for stream, entries in response or () if len(entries) >= self.batch_size}
         processed = 0
         for stream, entries in response or ():
-            engine = self.by_stream[stream.decode() if isinstance(stream, bytes) else stream]
-            commands, entry_ids = [], []
+            engine = self.by_stream[_text(stream)]
+            commands, entry_ids, sources = [], [], []
             for entry_id, fields in entries:
                 entry_ids.append(entry_id)
                 if not fields:  # an entry trimmed from the stream while pending
                     continue
                 try:
                     commands.append((fields[b"c"].decode(), int(fields[b"o"])))
+                    sources.append(entry_id)
                 except (KeyError, ValueError):
                     logger.warning("ignored malformed stream entry", extra={"market": engine.symbol, "id": entry_id})
-            self._process(engine, commands, entry_ids=entry_ids)
+            self._process(engine, commands, entry_ids=entry_ids, sources=sources)
             processed += len(entry_ids)
         return processed
 
-    def _process(self, engine: MarketEngine, commands: list[tuple[str, int]], *, entry_ids: Sequence) -> None:
+    def _process(
+        self, engine: MarketEngine, commands: list[tuple[str, int]], *, entry_ids: Sequence, sources: Sequence = ()
+    ) -> None:
+        """Settle ``commands`` (``sources``: the stream entry of each, if any), ack ``entry_ids``, publish."""
         started = time.perf_counter()
-        effects = engine.process(commands) if commands else None
+        try:
+            effects = engine.process(commands) if commands else None
+        except Exception as error:
+            if not self._keeps_failing(engine, commands, error):
+                raise
+            self._isolate(engine, commands, sources or [None] * len(commands))
+            effects, commands = None, []  # each was settled (and counted) on its own
+        if self._failures:
+            for command in commands:
+                self._failures.pop((engine.symbol, *command), None)
         if entry_ids:
             self.redis.xack(engine.stream, GROUP, *entry_ids)
         if effects is not None:
@@ -735,7 +790,7 @@ class Engine:
         A dead session (PostgreSQL restarted, the connection killed) also took the
         advisory locks that make this engine the only one for its markets, and
         Django does not reconnect inside a loop by itself: close it, then do what
-        a fresh start does (claim, rebuild, settle what is owed, republish).
+        a fresh start does (claim, rebuild, republish, finish the unacked entries).
         """
         while not stop.is_set():
             try:
@@ -752,6 +807,68 @@ class Engine:
             except Exception:
                 logger.exception("recovery failed; retrying")
                 stop.wait(2.0)
+
+    # --- poison commands ---------------------------------------------------------------
+
+    def _keeps_failing(self, engine: MarketEngine, commands: Sequence[tuple[str, int]], error: Exception) -> bool:
+        """Count a failed batch against each of its commands; True once one of them failed often enough."""
+        if self._isolating or isinstance(error, TRANSIENT_ERRORS):
+            return False
+        keys = [(engine.symbol, *command) for command in commands]
+        self._failures.update(keys)
+        return max(self._failures[key] for key in keys) >= self.dead_letter_after
+
+    def _isolate(self, engine: MarketEngine, commands: Sequence[tuple[str, int]], sources: Sequence) -> None:
+        """Settle a batch that keeps failing one command at a time, in order; dead-letter the ones that fail."""
+        logger.error(
+            "batch keeps failing; settling its commands one by one to find the poison",
+            extra={"market": engine.symbol, "commands": len(commands)},
+        )
+        self._isolating = True
+        try:
+            for command, source in zip(commands, sources, strict=True):
+                try:
+                    self._process(engine, [command], entry_ids=[source] if source is not None else ())
+                except Exception as error:
+                    if isinstance(error, TRANSIENT_ERRORS):
+                        raise
+                    self._dead_letter(engine, command, source, error)
+        finally:
+            self._isolating = False
+
+    def _dead_letter(self, engine: MarketEngine, command: tuple[str, int], source, error: Exception) -> None:
+        """Move ``command`` to the market's dead-letter stream and ack its entry; the order is left as it is."""
+        entry = _text(source) if source is not None else ""
+        self.redis.xadd(
+            streams.dead_letter_key(engine.symbol),
+            {"c": command[0], "o": command[1], "entry": entry, "error": f"{type(error).__name__}: {error}"[:500]},
+            maxlen=streams.DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
+        if source is not None:
+            self.redis.xack(engine.stream, GROUP, source)
+        key = (engine.symbol, *command)
+        self._dead.add(key)
+        self._failures.pop(key, None)
+        logger.error(
+            "dead-lettered a command that keeps failing; its order is untouched until an operator acts",
+            extra={
+                "market": engine.symbol,
+                "command": command[0],
+                "order_id": command[1],
+                "entry_id": entry,
+                "dead_letter_stream": streams.dead_letter_key(engine.symbol),
+                "error": f"{type(error).__name__}: {error}",
+            },
+        )
+
+    def _load_dead_letters(self, engine: MarketEngine) -> None:
+        """Remember what earlier lives dead-lettered, so the sweep does not retry it over and over."""
+        for _, fields in self.redis.xrange(streams.dead_letter_key(engine.symbol)):
+            try:
+                self._dead.add((engine.symbol, fields[b"c"].decode(), int(fields[b"o"])))
+            except (KeyError, ValueError):
+                continue
 
     def log_summary(self) -> None:
         for engine in self.markets.values():

@@ -22,6 +22,14 @@ def stream_key(symbol: str) -> str:
     return f"engine:{{{symbol}}}:commands"
 
 
+# Commands the engine gave up on (matching.engine, "poison commands"): kept for an operator.
+DEAD_LETTER_MAXLEN = 100_000
+
+
+def dead_letter_key(symbol: str) -> str:
+    return f"engine:{{{symbol}}}:dead"
+
+
 def send_commands(symbol: str, commands: Iterable[tuple[str, int]]) -> None:
     """XADD each ``(command, order_id)`` to ``symbol``'s stream in one pipelined round trip."""
     send_command_batches({symbol: commands})

@@ -7,6 +7,9 @@
 * per (user, asset), locked equals what that user's live orders hold, and a
   booked limit order holds exactly its remaining quantity (times its price
   for a buy);
+* per order, its locked-bucket ledger entries sum to what it still holds
+  (so every release happened once: a second unlock would leave it negative),
+  and its filled quantity equals the trades that name it (no trade applied twice);
 * no crossed book, in the database and in the engine's memory;
 * trade ids per market are 1..N without gaps.
 """
@@ -58,6 +61,8 @@ def assert_exchange_invariants(driver=None) -> None:
             f"locked {b.locked} != open orders' {needs[(b.user_id, b.asset_id)]} for {b}"
         )
 
+    _assert_each_order_matches_its_ledger_and_trades()
+
     booked = Order.objects.filter(status__in=(Order.Status.OPEN, Order.Status.PARTIALLY_FILLED))
     for row in booked.values("market_id").annotate(
         bid=Max("price", filter=_side("buy")), ask=Min("price", filter=_side("sell"))
@@ -79,3 +84,19 @@ def _side(side: str):
     from django.db.models import Q
 
     return Q(side=side)
+
+
+def _assert_each_order_matches_its_ledger_and_trades() -> None:
+    held = dict(
+        LedgerEntry.objects.filter(bucket="locked", order__isnull=False)
+        .values("order_id")
+        .annotate(total=Sum("amount"))
+        .values_list("order_id", "total")
+    )
+    filled = defaultdict(Decimal)
+    for column in ("buy_order_id", "sell_order_id"):
+        for order_id, quantity in Trade.objects.values(column).annotate(q=Sum("quantity")).values_list(column, "q"):
+            filled[order_id] += quantity
+    for order_id, locked, done in Order.objects.values_list("pk", "locked_amount", "filled_quantity"):
+        assert held.get(order_id, 0) == locked, f"order {order_id}: ledger holds {held.get(order_id)}, row {locked}"
+        assert filled[order_id] == done, f"order {order_id}: traded {filled[order_id]}, filled {done}"
