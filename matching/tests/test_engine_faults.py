@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection
 
+from accounts.selectors import fee_user_id
 from exchange_site.redis import get_redis
 from marketdata import selectors
 from marketdata import streams as md_streams
@@ -77,6 +78,9 @@ def read_models(symbol: str) -> tuple:
 
 
 def test_a_failed_commit_emits_nothing_and_its_retry_emits_each_event_once(market, alice, bob):
+    # Migrations create the fee account; a flushed test database lacks it, and
+    # ``fee_user_id`` would otherwise create (and cache) it inside the batch that fails.
+    fee_user_id()
     engine = Engine([market], block_ms=1)
     engine.start()
     symbol = market.symbol
