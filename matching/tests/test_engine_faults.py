@@ -9,7 +9,6 @@ connection; nothing is mocked.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from markets.models import Market
 from matching.engine import GROUP, Engine
 from orders import services, streams
 from orders.models import Order, Trade
+from tests.engine_driver import EngineThread
 from tests.factories import place_limit
 from tests.group_listener import GroupListener
 from tests.invariants import assert_exchange_invariants
@@ -139,27 +139,6 @@ def engine_log() -> Iterator[list[logging.LogRecord]]:
         logger.removeHandler(handler)
 
 
-def run_in_thread(engine: Engine) -> tuple[threading.Thread, threading.Event]:
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            engine.run(stop)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, stop
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(market, alice, bob):
     # Orders accepted on a 0.01 tick; then an operator coarsens the tick to 0.1 (the
     # admin allows it) and restarts the engine.  The order at 100.05 can no longer be
@@ -168,9 +147,14 @@ def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(ma
     poison = place_limit(alice, market, "sell", "0.5", "100.05")
     taker = place_limit(bob, market, "buy", "1", "100.10")
     Market.objects.filter(pk=market.pk).update(tick_size=Decimal("0.1"))
-    engine = Engine([Market.objects.select_related("base", "quote").get(pk=market.pk)], block_ms=5)
-    with engine_log() as records:
-        run_until_dead_lettered(engine, market, alice, first=first, taker=taker)
+    coarse = Market.objects.select_related("base", "quote").get(pk=market.pk)
+    with engine_log() as records, EngineThread([coarse]) as run:
+        run.wait_until(lambda: status(taker) != S.PENDING, timeout=20, what="the market to move past the poison")
+        assert status(first) == S.FILLED
+        assert status(taker) == S.PARTIALLY_FILLED  # 0.5 bought, 0.5 resting
+        later = place_limit(alice, market, "sell", "0.2", "100.10")
+        run.wait_until(lambda: status(later) == S.FILLED, timeout=10, what="a later order to trade")
+        time.sleep(1.5)  # a sweep is due every 0.5 s: the poison must not be retried from the database either
 
     redis = get_redis()
     dead = redis.xrange(streams.dead_letter_key(market.symbol))
@@ -184,7 +168,7 @@ def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(ma
     # Nothing was written for it: still pending, its funds still held, and a restarted
     # engine does not retry it from the database.
     assert Order.objects.get(pk=poison.pk).status == S.PENDING
-    restarted = Engine([Market.objects.select_related("base", "quote").get(pk=market.pk)], block_ms=1)
+    restarted = Engine([coarse], block_ms=1)
     restarted.start()
     assert restarted.settle_owed(restarted.markets[market.symbol], older_than=None) == 0
     assert Trade.objects.count() == 2
@@ -196,18 +180,8 @@ def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(ma
     assert_exchange_invariants(engine_driver_of(restarted))
 
 
-def run_until_dead_lettered(engine: Engine, market: Market, alice, *, first: Order, taker: Order) -> None:
-    thread, stop = run_in_thread(engine)
-    try:
-        wait_for(lambda: Order.objects.get(pk=taker.pk).status != S.PENDING, 20, "the market to move past the poison")
-        assert Order.objects.get(pk=first.pk).status == S.FILLED
-        assert Order.objects.get(pk=taker.pk).status == S.PARTIALLY_FILLED  # 0.5 bought, 0.5 resting
-        later = place_limit(alice, market, "sell", "0.2", "100.10")
-        wait_for(lambda: Order.objects.get(pk=later.pk).status == S.FILLED, 10, "a later order to trade")
-        time.sleep(1.5)  # a sweep is due every 0.5 s: the poison must not be retried from the database either
-    finally:
-        stop.set()
-        thread.join(10)
+def status(order: Order) -> str:
+    return Order.objects.values_list("status", flat=True).get(pk=order.pk)
 
 
 def test_an_owed_order_that_keeps_failing_is_dead_lettered_by_the_sweep(market, alice, bob):
@@ -231,23 +205,19 @@ def test_an_owed_order_that_keeps_failing_is_dead_lettered_by_the_sweep(market, 
 
 
 def test_lost_database_sessions_are_not_poison_and_the_engine_reclaims_its_market(market, alice, bob):
-    engine = Engine([market], block_ms=5, dead_letter_after=1)  # any counted failure would dead-letter at once
-    thread, stop = run_in_thread(engine)
-    try:
-        wait_for(lambda: engine_backend(market) is not None, 10, "the engine to claim its market")
+    # dead_letter_after=1: any failure counted against a command would dead-letter it at once.
+    with EngineThread([market], dead_letter_after=1) as run:
+        run.wait_until(lambda: engine_backend(market) is not None, timeout=10, what="the engine to claim its market")
         for round_ in range(2):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(%s)", [engine_backend(market)])
             order = place_limit(alice, market, "sell", "0.1", f"{101 + round_}")
-            wait_for(lambda o=order: Order.objects.get(pk=o.pk).status == S.OPEN, 15, "the engine to reconnect")
+            run.wait_until(lambda o=order: status(o) == S.OPEN, timeout=15, what="the engine to reconnect")
             assert engine_backend(market) is not None, "the new session holds the market's lock"
         place_limit(bob, market, "buy", "0.2", "102")
-        wait_for(lambda: Trade.objects.count() == 2, 10, "the trades")
-    finally:
-        stop.set()
-        thread.join(10)
+        run.wait_until(lambda: Trade.objects.count() == 2, timeout=10, what="the trades")
     assert not get_redis().exists(streams.dead_letter_key(market.symbol))
-    assert_exchange_invariants(engine_driver_of(engine))
+    assert_exchange_invariants(engine_driver_of(run.engine))
 
 
 def engine_backend(market: Market) -> int | None:
