@@ -1,8 +1,10 @@
 """The real exchange as separate processes, for tests that need it whole.
 
-``LiveStack`` starts daphne (HTTP and WebSockets on one port), ``run_engine``
-and, on request, a Celery worker, beat or other management commands, all
-pointed at this test run's PostgreSQL database and Redis.  Use it from tests
+``LiveStack`` starts daphne (HTTP and WebSockets on one port; or, with
+``web="gunicorn"``, the production HTTP tier with 2 gthread workers, for
+tests that push thousands of requests), ``run_engine`` and, on request, a
+Celery worker, beat or other management commands, all pointed at this
+test run's PostgreSQL database and Redis.  Use it from tests
 marked ``django_db(transaction=True)``: the processes only see committed rows.
 
     with LiveStack(engine=True) as stack:
@@ -57,7 +59,7 @@ class LiveStack:
     def __init__(
         self,
         *,
-        web: bool = True,
+        web: bool | str = True,
         engine: bool = True,
         celery: bool = False,
         beat: bool = False,
@@ -68,7 +70,11 @@ class LiveStack:
         self.env = stack_env(**(env or {}))
         self.specs: dict[str, list[str]] = {}
         python = sys.executable
-        if web:
+        if web == "gunicorn":
+            gunicorn = str(Path(python).with_name("gunicorn"))
+            self.specs["web"] = [gunicorn, "exchange_site.wsgi:application", "-c", "exchange_site/gunicorn_conf.py"]
+            self.env |= {"WEB_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "2"}
+        elif web:
             daphne = str(Path(python).with_name("daphne"))
             self.specs["web"] = [daphne, "-b", "127.0.0.1", "-p", str(self.port), "exchange_site.asgi:application"]
         if engine:
@@ -155,7 +161,16 @@ class LiveStack:
             self.start(name)
         if "web" in self.specs:
             self.wait_http()
+            # gunicorn's master listens before its workers have loaded Django: a signed
+            # request queued behind their start could outlive its receive window.
+            self.wait_until(self._answers, timeout=30, what="the web server to answer")
         return self
+
+    def _answers(self) -> bool:
+        try:
+            return HttpClient(self).request("GET", "/api/v1/markets")[0] == 200
+        except OSError:
+            return False
 
     def __exit__(self, *exc) -> None:
         for name in list(self.processes):
@@ -168,7 +183,8 @@ class HttpClient:
     def __init__(self, stack: LiveStack, *, key: str | None = None, secret: str | None = None) -> None:
         self.stack, self.key, self.secret = stack, key, secret
 
-    def request(self, method: str, path: str, data=None) -> tuple[int, object]:
+    def request(self, method: str, path: str, data=None, *, recv_window: int = 5000) -> tuple[int, object]:
+        """Send; ``recv_window`` is signed too, so identical requests can still carry distinct signatures."""
         import json
         import urllib.error
         import urllib.request
@@ -178,7 +194,9 @@ class HttpClient:
         body = b"" if data is None else json.dumps(data).encode()
         headers = {"Content-Type": "application/json"}
         if self.key is not None:
-            signed = signed_headers(key=self.key, secret=self.secret, method=method, path=path, body=body)
+            signed = signed_headers(
+                key=self.key, secret=self.secret, method=method, path=path, body=body, recv_window=recv_window
+            )
             headers |= {name[5:].replace("_", "-"): value for name, value in signed.items()}
         url = self.stack.url(path)  # always http://127.0.0.1:PORT
         request = urllib.request.Request(url, data=body or None, method=method, headers=headers)  # noqa: S310
