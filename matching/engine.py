@@ -515,7 +515,12 @@ class MarketEngine:
         live = Order.objects.filter(market=self.market, status__in=Order.LIVE_STATUSES)
         if older_than is not None:
             cutoff = timezone.now() - older_than
-            live = live.filter(Q(created_at__lt=cutoff) | Q(cancel_requested_at__lt=cutoff))
+            # Each command by its own age: an old order with a fresh cancel request is
+            # not overdue (its cancel entry is still on its way through the stream).
+            live = live.filter(
+                Q(status=Status.PENDING, created_at__lt=cutoff, cancel_requested_at__isnull=True)
+                | Q(cancel_requested_at__lt=cutoff)
+            )
         commands: list[tuple[str, int]] = []
         cancels: list[tuple[str, int]] = []
         for order_id, status, cancel_requested_at in live.order_by("pk").values_list(
