@@ -28,8 +28,12 @@ its commit, and the engine processes commands in stream order, across crashes
 too (decision 006).  Order ids alone are not that order: two clients commit in
 one order and reach the stream in the other.
 
-No Celery worker takes part: nothing in the order flow runs in Celery yet
-(kline aggregation will; when it does, add ``"worker"`` to ``KILLED``).
+The Celery worker (candles: ``marketdata.klines``) is killed at every other
+one of those moments (it takes longer to boot than the engine: killed every
+time, it would hardly ever be up); beat, left running, sweeps up the tasks
+the kills lost.  Once
+drained, every candle of every interval equals a brute-force aggregation of
+the trades.
 
 ``ADVERSARIAL_FULL=1`` runs 10,000 placements and 50 kills.
 """
@@ -52,6 +56,9 @@ from accounts import services as money
 from accounts.models import Balance, LedgerEntry
 from exchange_site.errors import ApplicationError
 from exchange_site.redis import get_redis
+from marketdata import klines
+from marketdata.streams import KLINE_INTERVALS
+from marketdata.tests.test_klines_aggregation import brute_force, stored
 from matching.engine import GROUP, HEARTBEAT_KEY, Engine
 from matching.models import EngineState
 from orders import services, streams
@@ -67,7 +74,7 @@ FULL = os.environ.get("ADVERSARIAL_FULL") == "1"
 PLACEMENTS = 10_000 if FULL else 3_000
 KILLS = 50 if FULL else 25
 CLIENTS = 8
-KILLED = ("engine",)
+KILLED_EVERY = {"engine": 1, "worker": 2}  # process: killed at every n-th moment
 FLOAT = Decimal(1_000_000)
 S = Order.Status
 
@@ -145,24 +152,45 @@ def wait_started(stack: LiveStack, symbol: str, since_ms: int, timeout: float = 
     stack.wait_until(beat, timeout=timeout, what="the restarted engine's first heartbeat")
 
 
-def kill_and_restart(stack: LiveStack, symbol: str, rng: random.Random, kills: int) -> list[str]:
-    """SIGKILL the engine ``kills`` times at random moments, restarting it at once each time."""
-    moments = []
+def kill_and_restart(stack: LiveStack, symbol: str, rng: random.Random, kills: int) -> Counter:
+    """SIGKILL the engine and the worker ``kills`` times at random moments, restarting them at once each time.
+
+    Returns what each kill interrupted, as far as Redis can tell afterwards: stream
+    entries read and not acked (a batch being matched, written or acked), and a
+    candle run that had claimed its range (aggregating or pushing).
+    """
+    moments: Counter = Counter()
+    redis = get_redis()
     for k in range(kills):
         spawned_ms = int(time.time() * 1000)
         if k % 4 == 3:
             # A quarter of the kills hit a process still booting, rebuilding or recovering.
             time.sleep(rng.uniform(0.3, 2.0))
-            moments.append("during start")
+            moments["during start"] += 1
         else:
             wait_started(stack, symbol, spawned_ms)
             time.sleep(rng.uniform(0.05, 0.6))
-            moments.append("while settling")
-        for name in KILLED:
+            moments["while running"] += 1
+        killed = [name for name, every in KILLED_EVERY.items() if k % every == 0]
+        for name in killed:
             stack.processes[name].send_signal(signal.SIGKILL)
+        for name in killed:
             stack.processes[name].wait(10)
+            moments[f"{name} killed"] += 1
+        if redis.xpending(streams.stream_key(symbol), GROUP)["pending"]:
+            moments["engine had unacked entries"] += 1
+        if redis.hexists(klines.dirty_key(symbol), "claimed"):
+            moments["worker had a candle run claimed"] += 1
+        for name in killed:
             stack.start(name)
     return moments
+
+
+def candles_match(market) -> bool:
+    if get_redis().exists(klines.dirty_key(market.symbol)):
+        return False
+    trades = list(Trade.objects.filter(market=market).values_list("trade_id", "executed_at", "price", "quantity"))
+    return all(stored(market, interval) == brute_force(trades, interval) for interval in KLINE_INTERVALS)
 
 
 def snapshot(market) -> dict:
@@ -234,7 +262,8 @@ def test_engine_killed_at_random_moments_ends_as_a_replay_of_the_accepted_orders
         users.append(user)
     symbol = market.symbol
     started = time.monotonic()
-    with LiveStack(web=False, engine=True, env={"ENGINE_BATCH_SIZE": "100"}) as stack:
+    env = {"ENGINE_BATCH_SIZE": "100", "KLINES_SWEEP_EVERY_S": "2"}
+    with LiveStack(web=False, engine=True, celery=True, beat=True, env=env) as stack:
         # Pace the flow so it spans the kills: about 1.6 s per engine life.
         flow = Flow(rate_per_s=PLACEMENTS / (KILLS * 1.6) * 1.25)
         threads = [
@@ -252,6 +281,7 @@ def test_engine_killed_at_random_moments_ends_as_a_replay_of_the_accepted_orders
         assert not flow.errors, flow.errors
         stack.wait_until(settled, timeout=90, what="the engine to settle every accepted order")
         flow_seconds = time.monotonic() - started
+        stack.wait_until(lambda: candles_match(market), timeout=60, interval=0.5, what="the candles to catch up")
     log = stack.log_path("engine").read_text(errors="replace")
 
     # Every accepted order reached the stream once; each ended in one state.
@@ -274,14 +304,13 @@ def test_engine_killed_at_random_moments_ends_as_a_replay_of_the_accepted_orders
     replay_started = time.monotonic()
     replayed_commands = replay(market)
     replay_seconds = time.monotonic() - replay_started
-    for user, asset in accounts:
-        money.withdraw(user=user, asset=asset, amount=FLOAT, note="replay float")
     replayed = snapshot(market)
-
     assert replayed["trades"] == crashed["trades"]
     assert replayed["orders"] == crashed["orders"]
-    assert replayed["balances"] == crashed["balances"]
     assert replayed["counters"] == crashed["counters"]
+    for user, asset in accounts:
+        money.withdraw(user=user, asset=asset, amount=FLOAT, note="replay float")
+    assert snapshot(market)["balances"] == crashed["balances"]
     assert_exchange_invariants()
     print(
         json.dumps(
@@ -290,9 +319,8 @@ def test_engine_killed_at_random_moments_ends_as_a_replay_of_the_accepted_orders
                 "placements": len(accepted),
                 "stream_commands": len(commands),
                 "replayed_commands": replayed_commands,
-                "kills": len(moments),
-                "kill_moments": dict(Counter(moments)),
-                "killed": list(KILLED),
+                "kills": KILLS,
+                "kill_moments": dict(moments),
                 "flow_outcomes": dict(flow.outcomes.most_common()),
                 "final_statuses": dict(statuses.most_common()),
                 "trades": len(crashed["trades"]),
