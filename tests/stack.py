@@ -204,7 +204,11 @@ class HttpClient:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback test server)
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw or b"null")
+            except ValueError:  # not our JSON error shape (a proxy's or the server's own page): say so
+                return error.code, raw.decode(errors="replace")
 
     def get(self, path: str) -> object:
         status, body = self.request("GET", path)
