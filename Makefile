@@ -1,7 +1,7 @@
 # One-word targets; each is a thin wrapper around the commands the README shows.
 PY := .venv/bin/python
 
-.PHONY: run test lint fmt bench check services-up services-down
+.PHONY: run test lint fmt bench check services-up services-down adversarial
 
 run:
 	python3 scripts/dev.py run
@@ -32,3 +32,11 @@ services-up:
 
 services-down:
 	python3 scripts/dev.py services down
+
+# The adversarial tests at full size (10,000 orders through the API; 10,000 under 50 engine kills), figures at the end.
+ADVERSARIAL := tests/test_concurrency.py tests/test_adversarial_flow.py tests/test_crash_replay.py \
+	tests/test_redis_restart.py matching/tests/test_engine_faults.py
+adversarial:
+	rm -rf .data/test/reliability
+	ADVERSARIAL_FULL=1 python3 scripts/dev.py test -q $(ADVERSARIAL)
+	cat .data/test/reliability/*.json

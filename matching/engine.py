@@ -19,7 +19,7 @@ the Django side around it:
 * **Recovery is the normal start, and keeps the stream's order.** Books are
   rebuilt from live orders, then the consumer's own unacked entries are
   processed, then new ones, in stream order, so a crash never changes who
-  trades with whom (docs/decisions/006).  Orders the database says are owed
+  trades with whom (docs/decisions/008).  Orders the database says are owed
   but whose entries were lost (PENDING, or with a cancel request) are swept in
   once the engine has caught up with its stream and they are a few seconds old.
 * **A poison entry cannot block a market.** A command whose batch keeps failing
@@ -637,7 +637,7 @@ class Engine:
 
         Owed orders without an entry are left to the sweep, which waits until the
         stream is caught up: processing them now would put them ahead of entries
-        still in the stream, and a crash would change the outcome (decision 006).
+        still in the stream, and a crash would change the outcome (decision 008).
         """
         self.session_pid = None  # set once every market is claimed on this session
         for engine in self.markets.values():

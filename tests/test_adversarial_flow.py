@@ -16,7 +16,6 @@ suite sends 2,000.  Figures print as one JSON line (``-s`` to see it).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -28,6 +27,7 @@ import pytest
 
 from accounts.services import api_key_create
 from orders.models import Order, Trade
+from tests import figures
 from tests.engine_driver import settled
 from tests.factories import UserFactory, fund
 from tests.invariants import assert_exchange_invariants
@@ -170,20 +170,22 @@ def test_a_random_flow_through_the_real_api_keeps_every_invariant(market, btc, u
 
     trades = Trade.objects.count()
     assert trades > PLACEMENTS // 10, "the flow should trade"
-    figures = {
-        "test": "adversarial_flow",
-        "placements": flow.sent,
-        "users": USERS,
-        "clients": CLIENTS,
-        "outcomes": dict(flow.outcomes.most_common()),
-        "cancels": dict(flow.cancels.most_common()),
-        "final_statuses": dict(statuses.most_common()),
-        "trades": trades,
-        "seconds_sending": round(sent_in, 1),
-        "seconds_draining": round(drained_in, 1),
-        "requests_per_s": round((flow.sent + sum(flow.cancels.values())) / sent_in),
-    }
-    print(json.dumps(figures))
+    figures.report(
+        "adversarial_flow",
+        {
+            "placements": flow.sent,
+            "users": USERS,
+            "clients": CLIENTS,
+            "outcomes": dict(flow.outcomes.most_common()),
+            "cancels": dict(flow.cancels.most_common()),
+            "final_statuses": dict(statuses.most_common()),
+            "trades": trades,
+            "seconds_sending": round(sent_in, 1),
+            "seconds_draining": round(drained_in, 1),
+            "requests_per_s": round((flow.sent + sum(flow.cancels.values())) / sent_in),
+            "lost": 0,
+        },
+    )
 
 
 def test_the_same_client_order_id_sent_twenty_times_at_once_through_the_api_makes_one_order(market, usdt):

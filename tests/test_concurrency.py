@@ -22,6 +22,7 @@ from exchange_site.errors import ApplicationError
 from exchange_site.redis import get_redis
 from orders import services, streams
 from orders.models import Order
+from tests import figures
 from tests.engine_driver import EngineThread, settled
 from tests.factories import UserFactory, fund, place_limit
 from tests.invariants import assert_exchange_invariants
@@ -135,6 +136,7 @@ def test_twenty_concurrent_cancels_of_one_order_unlock_its_rest_once(market, ali
     assert unlocks(ask) == [Decimal("-0.7")]
     assert Balance.objects.get(user=alice, asset=btc).locked == 0
     assert_exchange_invariants(running)
+    figures.report("twenty_cancels", {"threads": 20, "outcomes": dict(outcomes), "unlocks": len(unlocks(ask))})
 
 
 @pytest.mark.parametrize("take", ["0.4", "1"])
@@ -163,7 +165,10 @@ def test_a_cancel_racing_the_fill_of_its_order_ends_it_once(market, alice, bob, 
             assert (ask.status == Order.Status.FILLED) == (rest == 0)
             seen[(ask.status, str(ask.filled_quantity.normalize()))] += 1
         assert_exchange_invariants(running)
-    print(f"cancel racing a fill of {take}: outcomes {dict(seen)}")
+    figures.report(
+        f"cancel_racing_fill_{take}",
+        {"rounds": sum(seen.values()), "outcomes": {f"{status} {filled}": n for (status, filled), n in seen.items()}},
+    )
 
 
 def test_the_same_client_order_id_sent_twenty_times_at_once_makes_one_order(market, usdt):

@@ -23,7 +23,6 @@ same), and the published depth equals the database's book again.
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import socket
@@ -43,6 +42,7 @@ from accounts.models import LedgerEntry
 from accounts.services import api_key_create
 from orders import streams
 from orders.models import Order
+from tests import figures
 from tests.engine_driver import settled
 from tests.factories import UserFactory, fund
 from tests.invariants import assert_exchange_invariants
@@ -192,17 +192,15 @@ def test_redis_restarted_empty_after_orders_were_acknowledged_loses_none_and_dou
     assert_exchange_invariants()  # no fill, trade or release applied twice (per order, per balance)
     published = {s: {Decimal(p).normalize(): Decimal(q).normalize() for p, q in depth[s]} for s in ("bids", "asks")}
     assert published == db_book(market)
-    print(
-        json.dumps(
-            {
-                "test": "redis_restart",
-                "acknowledged_then_lost_with_redis": len(lost),
-                "acknowledged_total": len(acknowledged),
-                "answers": {str(status): n for status, n in answers.most_common()},
-                "redis_down_s": 0.5,
-                "committed_but_not_acknowledged": len(unacknowledged),
-                "still_pending": 0,
-                "processed_twice": 0,
-            }
-        )
+    figures.report(
+        "redis_restart",
+        {
+            "acknowledged_then_lost_with_redis": len(lost),
+            "acknowledged_total": len(acknowledged),
+            "answers": {str(status): n for status, n in answers.most_common()},
+            "redis_down_s": 0.5,
+            "committed_but_not_acknowledged": len(unacknowledged),
+            "still_pending": 0,
+            "processed_twice": 0,
+        },
     )

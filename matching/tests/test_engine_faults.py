@@ -27,6 +27,7 @@ from markets.models import Market
 from matching.engine import GROUP, Engine
 from orders import services, streams
 from orders.models import Order, Trade
+from tests import figures
 from tests.engine_driver import EngineThread
 from tests.factories import place_limit
 from tests.group_listener import GroupListener
@@ -149,7 +150,9 @@ def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(ma
     Market.objects.filter(pk=market.pk).update(tick_size=Decimal("0.1"))
     coarse = Market.objects.select_related("base", "quote").get(pk=market.pk)
     with engine_log() as records, EngineThread([coarse]) as run:
+        started = time.monotonic()
         run.wait_until(lambda: status(taker) != S.PENDING, timeout=20, what="the market to move past the poison")
+        blocked_s = time.monotonic() - started
         assert status(first) == S.FILLED
         assert status(taker) == S.PARTIALLY_FILLED  # 0.5 bought, 0.5 resting
         later = place_limit(alice, market, "sell", "0.2", "100.10")
@@ -178,6 +181,8 @@ def test_a_command_that_keeps_failing_is_dead_lettered_and_the_market_goes_on(ma
     restarted.read(pending=False)
     assert Order.objects.get(pk=poison.pk).status == S.CANCELLED
     assert_exchange_invariants(engine_driver_of(restarted))
+    figures.report("dead_letter", {"batches_failed_before_isolation": 3, "dead_lettered": len(dead),
+                                   "market_blocked_s": round(blocked_s, 1)})  # fmt: skip
 
 
 def status(order: Order) -> str:
