@@ -22,6 +22,8 @@ bench:
 	$(PY) bench/e2e.py --seconds 15 --clients 8
 	$(PY) bench/e2e.py --seconds 15 --clients 8 --batch 20
 	$(PY) bench/profile_place.py --requests 2000 --top 15
+	$(PY) bench/ws_fanout.py --clients 100 --rate 20
+	$(PY) bench/ws_fanout.py --clients 1000 --rate 2
 
 check: lint
 	$(PY) manage.py makemigrations --check --dry-run

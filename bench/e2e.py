@@ -94,6 +94,7 @@ class ClientConfig:
     seconds: float
     walk: list[int]  # mid price in cents, one per WALK_STEP_S from start_at
     seed: int
+    rate: float = 0.0  # requests per second; 0: as fast as answers come (bench/ws_fanout.py paces its flow)
 
 
 @dataclass
@@ -201,6 +202,12 @@ def run_client(config: ClientConfig, progress: Any, results: Any) -> None:
 
     requests_done = 0
     while time.time() < deadline:
+        if config.rate > 0:
+            due = min(out.started + requests_done / config.rate, deadline)
+            if due > time.time():
+                time.sleep(due - time.time())
+            if time.time() >= deadline:
+                break
         user = rng.randrange(len(config.users))
         key, secret = config.users[user]
         try:
@@ -331,6 +338,57 @@ def create_fixtures(users: int, prefix: str) -> list[tuple[str, str]]:
         api_key, secret = money.api_key_create(user=user, label="e2e bench")
         credentials.append((api_key.key, secret))
     return credentials
+
+
+def prepare_data(url: str | None, users: int, prefix: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The environment of the stack and ``users`` funded users with API keys; Django is set up on return.
+
+    Without ``url``: the embedded servers under ``DATA_DIR``, database recreated,
+    Redis flushed, migrations applied.  With one: ``DATABASE_URL``/``REDIS_URL``
+    from the environment (else the default embedded servers), data left as is.
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from exchange_site import embedded
+
+    if url is None:
+        print(f"starting PostgreSQL and Redis under {DATA_DIR} ...", file=sys.stderr)
+        urls = embedded.up(DATA_DIR)
+        reset_database(urls["DATABASE_URL"])
+        flush_redis(urls["REDIS_URL"])
+        env = stack_env(urls)
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
+    else:
+        known = {k: os.environ[k] for k in ("DATABASE_URL", "REDIS_URL") if os.environ.get(k)}
+        env = stack_env(known if len(known) == 2 else embedded.up())
+        prefix = f"{prefix}{int(time.time())}-"
+    setup_django(env)
+    print(f"creating {users} funded users with API keys ...", file=sys.stderr)
+    credentials = create_fixtures(users, prefix)
+    from django.db import connections
+
+    connections.close_all()
+    return env, credentials
+
+
+def new_log_dir() -> Path:
+    """One folder per run, so the logs of a run that saw an error survive the next run."""
+    logs = DATA_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
+def start_web(env: dict[str, str], logs: Path, workers: int) -> tuple[str, Service]:
+    """gunicorn with the project's own settings (gthread workers, keep-alive) on a free loopback port."""
+    port = free_port()
+    gunicorn = str(Path(PYTHON).parent / "gunicorn")
+    web = start_service(
+        "web",
+        [gunicorn, "exchange_site.wsgi:application", "-c", "exchange_site/gunicorn_conf.py"],
+        {**env, "WEB_CONCURRENCY": str(workers), "WEB_BIND": f"127.0.0.1:{port}"},
+        logs,
+    )
+    return f"http://127.0.0.1:{port}", web
 
 
 @dataclass
@@ -551,8 +609,9 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
 
 
 def run_load(
-    args: argparse.Namespace, url: str, credentials: list[tuple[str, str]], meter: CpuMeter
+    args: argparse.Namespace, url: str, credentials: list[tuple[str, str]], meter: CpuMeter, *, rate: float = 0.0
 ) -> list[ClientResult]:
+    """Run ``args.clients`` client processes for ``args.seconds``; ``rate`` > 0 paces them to that many requests/s."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     ctx = mp.get_context("spawn")
@@ -576,6 +635,7 @@ def run_load(
             seconds=args.seconds,
             walk=walk,
             seed=args.seed * 1000 + i,
+            rate=rate / args.clients,
         )
         process = ctx.Process(target=run_client, args=(config, progress, results), name=f"e2e-client-{i}")
         process.start()
@@ -736,45 +796,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from exchange_site import embedded
-
     services: list[Service] = []
     try:
+        env, credentials = prepare_data(args.url, args.users, "e2e-")
         if args.url is None:
-            print(f"starting PostgreSQL and Redis under {DATA_DIR} ...", file=sys.stderr)
-            urls = embedded.up(DATA_DIR)
-            reset_database(urls["DATABASE_URL"])
-            flush_redis(urls["REDIS_URL"])
-            env = stack_env(urls)
-            subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
-            prefix = "e2e-"
-        else:
-            known = {k: os.environ[k] for k in ("DATABASE_URL", "REDIS_URL") if os.environ.get(k)}
-            env = stack_env(known if len(known) == 2 else embedded.up())
-            prefix = f"e2e-{int(time.time())}-"
-        setup_django(env)
-        print(f"creating {args.users} funded users with API keys ...", file=sys.stderr)
-        credentials = create_fixtures(args.users, prefix)
-        from django.db import connections
-
-        connections.close_all()
-
-        if args.url is None:
-            # One folder per run, so the logs of a run that saw an error survive the next run.
-            logs = DATA_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S")
-            logs.mkdir(parents=True, exist_ok=True)
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            gunicorn = str(Path(PYTHON).parent / "gunicorn")
-            services.append(
-                start_service(
-                    "web",
-                    # The project's own gunicorn settings (gthread workers, keep-alive).
-                    [gunicorn, "exchange_site.wsgi:application", "-c", "exchange_site/gunicorn_conf.py"],
-                    {**env, "WEB_CONCURRENCY": str(args.web_workers), "WEB_BIND": f"127.0.0.1:{port}"},
-                    logs,
-                )
-            )
+            logs = new_log_dir()
+            url, web = start_web(env, logs, args.web_workers)
+            services.append(web)
             services.append(start_service("engine", [PYTHON, "manage.py", "run_engine"], env, logs))
             wait_until_up(url, services)
         else:
