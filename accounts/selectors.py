@@ -6,7 +6,7 @@ import functools
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Balance, User
+from accounts.models import ApiKey, Asset, Balance, User
 
 
 @functools.cache
@@ -36,3 +36,7 @@ def balances_for_user(*, user: User) -> QuerySet[Balance]:
 
 def api_keys_for_user(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at")
+
+
+def asset_list() -> QuerySet[Asset]:
+    return Asset.objects.order_by("symbol")
