@@ -159,9 +159,16 @@ def test_account_lists_balances_and_commissions(alice_binance, market):
 
 def test_place_query_and_cancel_an_order(alice_binance, market, engine, short_wait):
     placed = alice_binance.post(
-        "/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01",
-        price="100", newClientOrderId="mine-1", newOrderRespType="ACK",
-    )  # fmt: skip
+        "/api/v3/order",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="LIMIT",
+        timeInForce="GTC",
+        quantity="0.01",
+        price="100",
+        newClientOrderId="mine-1",
+        newOrderRespType="ACK",
+    )
     ack = body(placed)
     assert placed.status_code == 200, ack
     assert set(ack) == {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
@@ -194,7 +201,7 @@ def test_result_without_a_running_engine_answers_the_current_state(alice_binance
             quantity="0.5",
             price="120",
             newOrderRespType="RESULT",
-        )  # fmt: skip
+        )
     )
     assert (result["status"], result["executedQty"], result["selfTradePreventionMode"]) == ("NEW", "0", "NONE")
     assert result["origQty"] == "0.5" and "fills" not in result
@@ -232,9 +239,14 @@ def test_order_parameter_rules(alice_binance, market):
 def test_service_refusals_become_binance_errors_clients_recognise(alice_binance, market):
     def place(**params):
         response = alice_binance.post(
-            "/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", newOrderRespType="ACK",
+            "/api/v3/order",
+            symbol="BTCUSDT",
+            side="BUY",
+            type="LIMIT",
+            timeInForce="GTC",
+            newOrderRespType="ACK",
             **params,
-        )  # fmt: skip
+        )
         return response.status_code, body(response)
 
     assert place(quantity="0.01", price="100.001") == (400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"})
@@ -258,8 +270,18 @@ def test_service_refusals_become_binance_errors_clients_recognise(alice_binance,
 
 
 def test_nobody_sees_or_cancels_another_users_order(alice_binance, bob_binance, market):
-    ack = body(alice_binance.post("/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
-                                  quantity="0.01", price="100", newOrderRespType="ACK"))  # fmt: skip
+    ack = body(
+        alice_binance.post(
+            "/api/v3/order",
+            symbol="BTCUSDT",
+            side="BUY",
+            type="LIMIT",
+            timeInForce="GTC",
+            quantity="0.01",
+            price="100",
+            newOrderRespType="ACK",
+        )
+    )
     assert body(bob_binance.get("/api/v3/order", symbol="BTCUSDT", orderId=ack["orderId"]))["code"] == -2013
     assert body(bob_binance.delete("/api/v3/order", symbol="BTCUSDT", orderId=ack["orderId"]))["code"] == -2011
     assert body(bob_binance.get("/api/v3/openOrders")) == []
@@ -271,31 +293,54 @@ def test_all_orders_and_my_trades(alice_binance, bob, market, engine):
     place_limit(bob, market, "sell", "0.03", "100")
     ids = []
     for _ in range(3):
-        ack = body(alice_binance.post("/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT",
-                                      timeInForce="IOC", quantity="0.01", price="100", newOrderRespType="ACK"))  # fmt: skip
+        ack = body(
+            alice_binance.post(
+                "/api/v3/order",
+                symbol="BTCUSDT",
+                side="BUY",
+                type="LIMIT",
+                timeInForce="IOC",
+                quantity="0.01",
+                price="100",
+                newOrderRespType="ACK",
+            )
+        )
         ids.append(ack["orderId"])
     engine.drain()
     orders = body(alice_binance.get("/api/v3/allOrders", symbol="BTCUSDT"))
     assert [o["orderId"] for o in orders] == ids and {o["status"] for o in orders} == {"FILLED"}
     assert [o["orderId"] for o in body(alice_binance.get("/api/v3/allOrders", symbol="BTCUSDT", limit=2))] == ids[1:]
-    assert [o["orderId"] for o in body(alice_binance.get("/api/v3/allOrders", symbol="BTCUSDT", orderId=ids[1],
-                                                         limit=1))] == [ids[1]]  # fmt: skip
+    assert [
+        o["orderId"] for o in body(alice_binance.get("/api/v3/allOrders", symbol="BTCUSDT", orderId=ids[1], limit=1))
+    ] == [ids[1]]
     trades = body(alice_binance.get("/api/v3/myTrades", symbol="BTCUSDT"))
     assert [t["orderId"] for t in trades] == ids
     first = trades[0]
     assert (first["isBuyer"], first["isMaker"], first["commissionAsset"], first["commission"]) == (
-        True, False, "BTC", "0.00002",
-    )  # fmt: skip
+        True,
+        False,
+        "BTC",
+        "0.00002",
+    )
     assert [t["id"] for t in body(alice_binance.get("/api/v3/myTrades", symbol="BTCUSDT", fromId=trades[1]["id"]))] == [
-        trades[1]["id"], trades[2]["id"],
-    ]  # fmt: skip
+        trades[1]["id"],
+        trades[2]["id"],
+    ]
     assert len(body(alice_binance.get("/api/v3/myTrades", symbol="BTCUSDT", orderId=ids[0]))) == 1
 
 
 def test_cancel_all_open_orders_of_a_symbol(alice_binance, market, engine, short_wait):
     for price in ("90", "91"):
-        alice_binance.post("/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
-                           quantity="0.02", price=price, newOrderRespType="ACK")  # fmt: skip
+        alice_binance.post(
+            "/api/v3/order",
+            symbol="BTCUSDT",
+            side="BUY",
+            type="LIMIT",
+            timeInForce="GTC",
+            quantity="0.02",
+            price=price,
+            newOrderRespType="ACK",
+        )
     engine.drain()
     cancelled = body(alice_binance.delete("/api/v3/openOrders", symbol="BTCUSDT"))
     assert [o["price"] for o in cancelled] == ["90", "91"]

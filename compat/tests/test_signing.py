@@ -61,8 +61,18 @@ def test_a_signed_request_is_accepted_once(alice_binance):
 
 
 def test_the_signature_is_case_insensitive_and_may_sit_in_the_query_of_a_post(alice_binance, market):
-    query = urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                       "quantity": "0.01", "price": "100", "newOrderRespType": "ACK", "timestamp": now_ms()})  # fmt: skip
+    query = urlencode(
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.01",
+            "price": "100",
+            "newOrderRespType": "ACK",
+            "timestamp": now_ms(),
+        }
+    )
     signature = binance_signature(alice_binance.secret, query).upper()
     response = alice_binance.raw("POST", "/api/v3/order", query=f"{query}&signature={signature}")
     assert response.status_code == 200, response.json()
@@ -101,8 +111,9 @@ def test_a_wider_recv_window_is_honoured_up_to_60000(alice_binance):
 
 
 def test_tampered_requests_are_refused(alice_binance, market):
-    body = alice_binance.signed_query({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                                       "quantity": "0.01", "price": "100"})  # fmt: skip
+    body = alice_binance.signed_query(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01", "price": "100"}
+    )
     tampered = body.replace("quantity=0.01", "quantity=1")
     response = alice_binance.raw("POST", "/api/v3/order", body=tampered)
     assert (response.status_code, response.json()) == (
