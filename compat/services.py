@@ -12,13 +12,10 @@ import secrets
 
 from accounts.models import User
 from compat.errors import BinanceError
+from compat.selectors import listen_key_name, listen_key_user_id
 from exchange_site.redis import get_redis
 
 LISTEN_KEY_SECONDS = 60 * 60
-
-
-def _key(listen_key: str) -> str:
-    return f"compat:listen:{listen_key}"
 
 
 def _user_key(user_id: int) -> str:
@@ -31,12 +28,12 @@ def listen_key_create(*, user: User) -> str:
     current = redis.get(_user_key(user.id))
     if current is not None:
         listen_key = current.decode()
-        if redis.expire(_key(listen_key), LISTEN_KEY_SECONDS):
+        if redis.expire(listen_key_name(listen_key), LISTEN_KEY_SECONDS):
             redis.expire(_user_key(user.id), LISTEN_KEY_SECONDS)
             return listen_key
     listen_key = secrets.token_hex(30)  # 60 characters, like Binance's
     pipe = redis.pipeline(transaction=True)
-    pipe.set(_key(listen_key), user.id, ex=LISTEN_KEY_SECONDS)
+    pipe.set(listen_key_name(listen_key), user.id, ex=LISTEN_KEY_SECONDS)
     pipe.set(_user_key(user.id), listen_key, ex=LISTEN_KEY_SECONDS)
     pipe.execute()
     return listen_key
@@ -46,7 +43,7 @@ def listen_key_keepalive(*, user: User, listen_key: str) -> None:
     """Extend ``user``'s ``listen_key`` for 60 minutes, or ``-1125`` if it is not theirs or has expired."""
     _check_owner(user, listen_key)
     pipe = get_redis().pipeline(transaction=True)
-    pipe.expire(_key(listen_key), LISTEN_KEY_SECONDS)
+    pipe.expire(listen_key_name(listen_key), LISTEN_KEY_SECONDS)
     pipe.expire(_user_key(user.id), LISTEN_KEY_SECONDS)
     pipe.execute()
 
@@ -54,15 +51,7 @@ def listen_key_keepalive(*, user: User, listen_key: str) -> None:
 def listen_key_close(*, user: User, listen_key: str) -> None:
     """End ``listen_key`` (streams opened with it stop receiving events)."""
     _check_owner(user, listen_key)
-    get_redis().delete(_key(listen_key), _user_key(user.id))
-
-
-def listen_key_user_id(listen_key: str) -> int | None:
-    """Whose events ``listen_key`` names, or None when it does not exist (any more)."""
-    if not listen_key or len(listen_key) > 128:
-        return None
-    owner = get_redis().get(_key(listen_key))
-    return int(owner) if owner is not None else None
+    get_redis().delete(listen_key_name(listen_key), _user_key(user.id))
 
 
 def _check_owner(user: User, listen_key: str) -> None:
