@@ -12,6 +12,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
+from exchange_site.amounts import plain
+
 AMOUNT = {"max_digits": 36, "decimal_places": 18}
 
 
@@ -63,7 +65,7 @@ class Balance(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.asset}: {self.available} (+{self.locked} locked)"
+        return f"{self.user} {self.asset}: {plain(self.available)} (+{plain(self.locked)} locked)"
 
 
 class LedgerEntry(models.Model):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Asset, Balance, User
+from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
 
 
 @functools.cache
@@ -36,6 +39,32 @@ def balances_for_user(*, user: User) -> QuerySet[Balance]:
 
 def api_keys_for_user(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at")
+
+
+def ledger_for_user(*, user: User, asset: Asset | None = None) -> QuerySet[LedgerEntry]:
+    """``user``'s ledger entries, newest first: every change to their balances and why it happened."""
+    entries = LedgerEntry.objects.filter(user=user).select_related("asset")
+    if asset is not None:
+        entries = entries.filter(asset=asset)
+    return entries.order_by("-id")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetBalance:
+    asset: Asset
+    available: Decimal
+    locked: Decimal
+
+
+def balances_of_assets(*, user: User, assets: Sequence[Asset]) -> list[AssetBalance]:
+    """``user``'s balance of each of ``assets``, in that order; zero for an asset never held (no row yet)."""
+    held = {balance.asset_id: balance for balance in Balance.objects.filter(user=user, asset__in=assets)}
+    return [
+        AssetBalance(asset, held[asset.pk].available, held[asset.pk].locked)
+        if asset.pk in held
+        else AssetBalance(asset, Decimal(0), Decimal(0))
+        for asset in assets
+    ]
 
 
 def asset_list() -> QuerySet[Asset]:

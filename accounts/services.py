@@ -139,10 +139,10 @@ def _insert_ledger(cursor, entries: Sequence[Entry]) -> None:
 
 def _check_amount(asset: Asset, amount: Decimal) -> None:
     if not amount.is_finite() or amount <= 0:
-        raise ApplicationError(f"The amount must be a positive number, not {amount}.", code="invalid_amount")
+        raise ApplicationError(f"The amount must be a positive number, not {amount:f}.", code="invalid_amount")
     if amount >= Decimal(10) ** 18 or decimal_places(amount) > asset.precision:
         raise ApplicationError(
-            f"{amount} is not a valid amount of {asset.symbol} (at most {asset.precision} decimals).",
+            f"{plain(amount)} is not a valid amount of {asset.symbol} (at most {asset.precision} decimals).",
             code="invalid_amount",
         )
 
@@ -187,7 +187,7 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
     except IntegrityError as error:
         if is_overdraw(error):
             raise ApplicationError(
-                f"Not enough {asset.symbol} available to withdraw {amount}.",
+                f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
                 code="insufficient_funds",
                 details={"asset": asset.symbol, "amount": str(amount)},
             ) from None

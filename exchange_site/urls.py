@@ -1,8 +1,8 @@
-"""URLs: the REST API under /api/v1/, the Binance-compatible one under /api/v3/ and /sapi/v1/, the docs, the admin."""
+"""URLs: the REST API under /api/v1/ (its schema and docs), the Binance-compatible one under /api/v3/ and /sapi/v1/,
+the admin, and the site's pages."""
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
@@ -45,5 +45,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health_views.healthz, name="healthz"),
     path("readyz", health_views.readyz, name="readyz"),
-    path("", RedirectView.as_view(url="/api/docs", permanent=False)),
+    # Pages, server-rendered by the apps that own their data.
+    path("orders/", include("orders.urls")),
+    path("", include("accounts.urls")),
+    path("", include("markets.urls")),
 ]

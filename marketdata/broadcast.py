@@ -11,7 +11,7 @@ message of an engine batch in one pipelined round trip, in order.
 
 The layer's serializer is used as is; the channel name follows
 channels-redis' pub/sub layer (``{prefix}__group__{group}``, one host;
-shard with Redis Cluster instead). ``marketdata/tests/test_publisher.py`` proves a
+shard with Redis Cluster instead). ``marketdata/tests/test_consumer.py`` proves a
 real Channels consumer receives what is published here, so an upgrade that
 changes either fails a test instead of going silent.
 

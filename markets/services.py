@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import Asset
-from exchange_site.amounts import decimal_places
+from exchange_site.amounts import decimal_places, plain
 from exchange_site.errors import ApplicationError
 from markets.models import Market
 from markets.selectors import forget_cached_markets
@@ -29,10 +29,15 @@ def market_create(
     asset and a tick times a lot in the quote asset; a market that broke this
     would have to round trades, so it is refused here.
     """
+    symbol = f"{base.symbol}_{quote.symbol}"
+    if base.pk == quote.pk:
+        raise ApplicationError("A market trades two different assets.", code="invalid_market_assets")
+    if Market.objects.filter(symbol=symbol).exists():
+        raise ApplicationError(f"Market {symbol} already exists.", code="market_exists", details={"market": symbol})
     validate_filters(base=base, quote=quote, tick_size=tick_size, lot_size=lot_size)
     with transaction.atomic(durable=True):
         return Market.objects.create(
-            symbol=f"{base.symbol}_{quote.symbol}",
+            symbol=symbol,
             base=base,
             quote=quote,
             tick_size=tick_size,
@@ -48,12 +53,12 @@ def validate_filters(*, base: Asset, quote: Asset, tick_size: Decimal, lot_size:
         raise ApplicationError("Tick size and lot size must be positive.", code="invalid_market_filters")
     if decimal_places(lot_size) > base.precision:
         raise ApplicationError(
-            f"Lot size {lot_size} has more decimals than {base.symbol} ({base.precision}).",
+            f"Lot size {plain(lot_size)} has more decimals than {base.symbol} ({base.precision}).",
             code="invalid_market_filters",
         )
     if decimal_places(tick_size * lot_size) > quote.precision:
         raise ApplicationError(
-            f"Tick x lot ({tick_size * lot_size}) has more decimals than {quote.symbol} ({quote.precision}).",
+            f"Tick x lot ({plain(tick_size * lot_size)}) has more decimals than {quote.symbol} ({quote.precision}).",
             code="invalid_market_filters",
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 
 from accounts.models import User
 from exchange_site.errors import ApplicationError
@@ -103,3 +103,22 @@ def market_trades(
     if end:
         trades = trades.filter(executed_at__lt=end)
     return trades.order_by("trade_id")
+
+
+def fills_for_user(*, user: User, market: Market | None = None) -> QuerySet[Trade]:
+    """``user``'s trades seen from their side, newest first.
+
+    Each row carries ``my_side`` (buy or sell), ``my_order_id`` and ``my_fee``
+    (charged on what they received: base when buying, quote when selling).
+    """
+    as_buyer = Q(buyer=user)
+    return (
+        trades_for_user(user=user, market=market)
+        .select_related("market__base", "market__quote")
+        .annotate(
+            my_side=Case(When(as_buyer, then=Value(Order.Side.BUY.value)), default=Value(Order.Side.SELL.value)),
+            my_order_id=Case(When(as_buyer, then=F("buy_order_id")), default=F("sell_order_id")),
+            my_fee=Case(When(as_buyer, then=F("buyer_fee")), default=F("seller_fee")),
+        )
+        .order_by("-executed_at", "-id")
+    )

@@ -405,6 +405,32 @@ def request_cancel_all(*, user: User, market: Market) -> list[int]:
     return [order.pk for order in orders]
 
 
+def request_cancel_all_by_operator(*, user: User | None = None, market: Market | None = None) -> list[int]:
+    """An operator asks the engine to cancel every live order of ``user``, of ``market``, or of both.
+
+    The same durable path as a trader's own cancels, so the engine unlocks the
+    funds in the transaction that ends each order.  At least one of the two must
+    be named: a slip never cancels the whole exchange.  Returns the orders' ids.
+    """
+    if user is None and market is None:
+        raise ApplicationError("Name a user or a market whose orders to cancel.", code="cancel_scope_missing")
+    lookup = Q(status__in=Order.LIVE_STATUSES)
+    if user is not None:
+        lookup &= Q(user=user)
+    if market is not None:
+        lookup &= Q(market=market)
+    with transaction.atomic(durable=True):
+        orders = list(
+            Order.objects.select_for_update(of=("self",)).filter(lookup).select_related("market").order_by("pk")
+        )
+        _send_cancels(orders)
+    logger.info(
+        "operator cancel all",
+        extra={"user": getattr(user, "pk", None), "market": getattr(market, "symbol", None), "orders": len(orders)},
+    )
+    return [order.pk for order in orders]
+
+
 def _lock_orders(*, user: User, lookup: Q):
     """``user``'s orders matching ``lookup``, their rows locked (not their market's), in id order."""
     return (

@@ -61,6 +61,25 @@ def ensure_venv(requirements: str) -> None:
     stamp.write_text(digest)
 
 
+def ensure_node_packages() -> None:
+    """Install the browser libraries of package.json (the trading page's chart) unless installed already.
+
+    They are served as static files straight from node_modules/; there is no build step.
+    """
+    lock = ROOT / "package-lock.json"
+    stamp = ROOT / "node_modules" / ".installed-lock"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        say("npm not found: the trading page's chart needs Node.js and npm (Debian: apt-get install npm)")
+        return
+    say("installing browser libraries from package-lock.json (npm ci)")
+    run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+    stamp.write_text(digest)
+
+
 # Debian packages the test suite uses, by the command each provides: the compose file
 # is validated with `docker-compose config` (no Docker engine needed) and browser
 # tests drive Chromium.
@@ -129,6 +148,7 @@ def free_port(preferred: int) -> int:
 
 def cmd_run() -> int:
     ensure_venv("requirements.txt")
+    ensure_node_packages()
     env = services_env(ROOT / ".data", fast=False)
     env.setdefault("DJANGO_SETTINGS_MODULE", "exchange_site.settings.dev")
     manage = [str(PYTHON), "manage.py"]
@@ -161,6 +181,7 @@ def cmd_run() -> int:
 
 def cmd_test(pytest_args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
+    ensure_node_packages()
     ensure_system_packages(TEST_SYSTEM_PACKAGES)
     env = services_env(ROOT / ".data" / "test", fast=True)
     env["DJANGO_SETTINGS_MODULE"] = "exchange_site.settings.test"

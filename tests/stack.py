@@ -1,7 +1,7 @@
 """The real exchange as separate processes, for tests that need it whole.
 
 ``LiveStack`` starts daphne (HTTP and WebSockets on one port), ``run_engine``
-and, on request, a Celery worker and beat or other management commands, all
+and, on request, a Celery worker, beat or other management commands, all
 pointed at this test run's PostgreSQL database and Redis.  Use it from tests
 marked ``django_db(transaction=True)``: the processes only see committed rows.
 
@@ -60,6 +60,7 @@ class LiveStack:
         web: bool = True,
         engine: bool = True,
         celery: bool = False,
+        beat: bool = False,
         commands: dict[str, list[str]] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -86,6 +87,10 @@ class LiveStack:
                 "-P",
                 "solo",
             ]
+        if beat:
+            celery_bin = str(Path(python).with_name("celery"))
+            schedule = str(LOG_DIR / f"celerybeat-schedule-{self.port}")
+            self.specs["beat"] = [celery_bin, "-A", "exchange_site", "beat", "-l", "warning", "-s", schedule]
         for name, argv in (commands or {}).items():
             self.specs[name] = [python, "manage.py", *argv]
         self.processes: dict[str, subprocess.Popen] = {}

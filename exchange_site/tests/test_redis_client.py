@@ -7,7 +7,7 @@ import threading
 from exchange_site import redis as redis_module
 
 
-def test_threads_arriving_together_share_one_client_and_lose_no_connection(monkeypatch):
+def test_threads_arriving_together_share_one_client_and_lose_no_connection():
     errors: list[Exception] = []
     clients: set[int] = set()
     start = threading.Barrier(8)
@@ -25,7 +25,7 @@ def test_threads_arriving_together_share_one_client_and_lose_no_connection(monke
             errors.append(error)
 
     for _ in range(20):
-        monkeypatch.setattr(redis_module, "_client", None)
+        redis_module.get_redis.cache_clear()
         threads = [threading.Thread(target=use) for _ in range(8)]
         for thread in threads:
             thread.start()
