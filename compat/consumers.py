@@ -341,9 +341,7 @@ class MarketStreamConsumer(AsyncWebsocketConsumer):
             subscription.next_push = now + stream.interval_ms / 1000
             update_id = self.depth_ids.get(subscription.market)
             if update_id is None:  # nothing seen yet on this connection: read the book as it is now
-                top = (await marketstreams._read_tops(symbols=[subscription.market], limit=stream.levels))[
-                    subscription.market
-                ]
+                top = await marketstreams.current_book(subscription.market, stream.levels)
             else:
                 top = await marketstreams.book_top(subscription.market, update_id, stream.levels)
             payload = {"lastUpdateId": top["lastUpdateId"], "bids": top["bids"], "asks": top["asks"]}

@@ -218,6 +218,11 @@ async def ticker_text(symbol: str, market: str, text: str) -> str:
     return await cache.get_async(("ticker", symbol, text), make)
 
 
+async def current_book(market: str, levels: int) -> dict[str, Any]:
+    """The best ``levels`` of ``market``'s book as the read model holds it now (not shared: no frame to key it by)."""
+    return (await _read_tops(symbols=[market], limit=levels))[market]
+
+
 async def book_top(market: str, update_id: int, levels: int) -> dict[str, Any]:
     """The best ``levels`` of ``market``'s book as committed at (or after) depth update ``update_id``."""
 

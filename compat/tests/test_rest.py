@@ -71,9 +71,11 @@ def test_exchange_info_describes_each_market_with_binance_filters(client, market
     assert (unknown.status_code, body(unknown)) == (400, {"code": -1121, "msg": "Invalid symbol."})
 
 
-def test_a_halted_market_says_halt(client, market):
+def test_a_halted_market_says_halt_and_is_closed_to_orders(client, alice_binance, market):
     Market.objects.filter(pk=market.pk).update(status=Market.Status.HALTED)
     assert body(client.get("/api/v3/exchangeInfo"))["symbols"][0]["status"] == "HALT"
+    refused = alice_binance.post("/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET", quoteOrderQty="10")
+    assert body(refused) == {"code": -1013, "msg": "Market is closed."}  # CCXT: MarketClosed
 
 
 def test_ambiguous_binance_symbols_are_not_served(client, market):
