@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -151,10 +152,7 @@ class MarketStreamConsumer(AsyncWebsocketConsumer):
         self.timer: asyncio.Task | None = None
         names = kwargs.get("names", "")
         if self.combined:
-            query = dict(
-                pair.split("=", 1) for pair in self.scope.get("query_string", b"").decode().split("&") if "=" in pair
-            )
-            names = query.get("streams", "")
+            names = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("streams", [""])[0]
         for name in filter(None, names.split("/")):
             if self.user is None and (owner := await _listen_key_owner(name)) is not None:
                 await self._open_user_stream(name, owner)

@@ -62,6 +62,8 @@ class UserEventTranslator:
         """Binance's events for one of our frames (none for a fill: it is reported with its order's state)."""
         if stream == "fills":
             self._fills.setdefault(data["order_id"], []).append(data)
+            while len(self._fills) > REMEMBERED_ORDERS:  # an order frame that never came: do not grow forever
+                del self._fills[next(iter(self._fills))]
             return []
         if stream == "orders":
             if facts is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -388,10 +389,17 @@ class GroupSubscription:
     Holds one Redis connection until ``close`` (or the ``with`` block ends).
     """
 
-    def __init__(self, *groups: str) -> None:
-        self._pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+    def __init__(self, *groups: str, confirm_within: float = 1.0) -> None:
+        self._pubsub = get_redis().pubsub()
         self._pubsub.subscribe(*(_group_channel(group) for group in groups))
         self._layer = get_channel_layer()
+        # Wait for Redis to confirm, so whatever the caller does next is published after we listen.
+        unconfirmed = len(groups)
+        deadline = time.monotonic() + confirm_within
+        while unconfirmed and (left := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=left)
+            if message is not None and message["type"] == "subscribe":
+                unconfirmed -= 1
 
     def next_frame(self, timeout: float) -> tuple[str, str] | None:
         """``(stream, frame text)`` of the next message, or None when nothing came within ``timeout`` seconds."""

@@ -315,3 +315,12 @@ async def test_timing_of_partial_books_follows_the_stream_rate(market, engine, b
     assert second["bids"] == [["99", "0.5"]]
     assert time.monotonic() - started >= 0.7  # the first push set the next one a second later
     await ws.disconnect()
+
+
+async def test_stream_names_in_the_url_may_be_percent_encoded(market):
+    ws = await connect("/binance/stream?streams=btcusdt%40trade%2Fbtcusdt%40depth")
+    assert await ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1}) == {
+        "result": ["btcusdt@trade", "btcusdt@depth"],
+        "id": 1,
+    }
+    await ws.disconnect()
