@@ -51,62 +51,112 @@ API_KEY_CACHE_SECONDS = 10.0
 _cached_keys = TTLCache(API_KEY_CACHE_SECONDS)
 
 
-def _credentials(key: str) -> tuple[ApiKey, str] | None:
-    """The active key ``key`` with its user and decrypted secret, or None."""
+class SignatureRefused(exceptions.AuthenticationFailed):
+    """A signed request refused, with ``reason`` naming the check that failed.
+
+    Reasons: ``missing`` (no timestamp or signature), ``malformed_time``,
+    ``window_out_of_range``, ``outside_window``, ``unknown_key``,
+    ``bad_signature``, ``replayed``.  Our API answers all of them alike; the
+    Binance-compatible API (``compat``) maps each to Binance's error code.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_request_time(*, timestamp: str, recv_window: str) -> int:
+    """The request's window (ms) once its timestamp lies inside it, else ``SignatureRefused``.
+
+    ``recv_window`` empty means the default window.  A timestamp up to
+    ``CLOCK_AHEAD_TOLERANCE_MS`` ahead of ours is accepted, as Binance does.
+    """
+    try:
+        ts = int(timestamp)
+        window = int(recv_window) if recv_window else settings.EXCHANGE["API_RECV_WINDOW_MS"]
+    except ValueError:
+        raise SignatureRefused(
+            "X-Timestamp and X-Recv-Window must be whole milliseconds.", reason="malformed_time"
+        ) from None
+    if not 0 < window <= settings.EXCHANGE["API_MAX_RECV_WINDOW_MS"]:
+        raise SignatureRefused(
+            f"X-Recv-Window must be between 1 and {settings.EXCHANGE['API_MAX_RECV_WINDOW_MS']} ms.",
+            reason="window_out_of_range",
+        )
+    now = int(time.time() * 1000)
+    if ts > now + CLOCK_AHEAD_TOLERANCE_MS or now - ts > window:
+        raise SignatureRefused(
+            f"The request's timestamp is outside the receive window ({window} ms); check your clock "
+            f"(server time is {now}).",
+            reason="outside_window",
+        )
+    return window
+
+
+def active_credentials(key: str) -> tuple[ApiKey, str]:
+    """The active key ``key`` (with its user) and its decrypted secret, or ``SignatureRefused``.
+
+    Served from this worker's cache for a few seconds; ``claim_signature`` (or
+    ``check_not_revoked``) then asks Redis whether the key was revoked since.
+    """
     cached = _cached_keys.get(key)
     if cached is MISSING:
         api_key = ApiKey.objects.select_related("user").filter(key=key, revoked_at__isnull=True).first()
         cached = (api_key, api_key_secret(api_key)) if api_key is not None and api_key.user.is_active else None
         _cached_keys.set(key, cached)
+    if cached is None:
+        raise SignatureRefused("Unknown or revoked API key.", reason="unknown_key")
     return cached
 
 
-def verify_signed_request(
-    *, key: str, timestamp: str, recv_window: str, signature: str, method: str, path: str, body: bytes
-) -> tuple[User, ApiKey]:
-    """The user and key behind a signed request, or ``AuthenticationFailed`` saying what is wrong.
-
-    Shared by the REST API (headers of each request) and the WebSocket
-    handshake (headers of the upgrade request), so both refuse the same things.
-    """
-    if not timestamp or not signature:
-        raise exceptions.AuthenticationFailed("Signed requests need X-Timestamp and X-Signature headers.")
-    # The payload signs the header as sent ("" when absent), so a client's
-    # signature never depends on the server's default window.
-    try:
-        ts = int(timestamp)
-        window = int(recv_window) if recv_window else settings.EXCHANGE["API_RECV_WINDOW_MS"]
-    except ValueError:
-        raise exceptions.AuthenticationFailed("X-Timestamp and X-Recv-Window must be whole milliseconds.") from None
-    if not 0 < window <= settings.EXCHANGE["API_MAX_RECV_WINDOW_MS"]:
-        raise exceptions.AuthenticationFailed(
-            f"X-Recv-Window must be between 1 and {settings.EXCHANGE['API_MAX_RECV_WINDOW_MS']} ms."
-        )
-    now = int(time.time() * 1000)
-    if ts > now + CLOCK_AHEAD_TOLERANCE_MS or now - ts > window:
-        raise exceptions.AuthenticationFailed(
-            f"The request's timestamp is outside the receive window ({window} ms); check your clock "
-            f"(server time is {now})."
-        )
-    credentials = _credentials(key)
-    if credentials is None:
-        raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-    api_key, secret = credentials
-    payload = signature_payload(timestamp=timestamp, recv_window=recv_window, method=method, path=path, body=body)
+def check_signature(*, secret: str, payload: bytes, signature: str) -> None:
+    """``signature`` must be the hex HMAC-SHA256 of ``payload`` (any case), compared in constant time."""
     if not hmac.compare_digest(sign(secret, payload), signature.lower()):
-        raise exceptions.AuthenticationFailed("The signature does not match this request.")
-    # One round trip: remember the signature for as long as it is valid (the same
-    # request twice is a replay), and ask whether the key was revoked since this
-    # worker cached it.
+        raise SignatureRefused("The signature does not match this request.", reason="bad_signature")
+
+
+def claim_signature(*, key: str, signature: str, window: int) -> None:
+    """Remember ``signature`` for its window (seen before: a replay) and refuse a key revoked since it was cached.
+
+    One Redis round trip.  Call only once the signature is known to be valid.
+    """
     pipe = get_redis().pipeline(transaction=False)
     pipe.set(f"api:seen:{signature.lower()}", 1, nx=True, px=window + CLOCK_AHEAD_TOLERANCE_MS)
     pipe.exists(revoked_marker(key))
     fresh, revoked = pipe.execute()
     if revoked:
         _cached_keys.discard(key)
-        raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        raise SignatureRefused("Unknown or revoked API key.", reason="unknown_key")
     if not fresh:
-        raise exceptions.AuthenticationFailed("This signed request was already used; sign each request anew.")
+        raise SignatureRefused("This signed request was already used; sign each request anew.", reason="replayed")
+
+
+def check_not_revoked(key: str) -> None:
+    """For requests that carry a key but no signature (Binance's listen keys): refuse a revoked key at once."""
+    if get_redis().exists(revoked_marker(key)):
+        _cached_keys.discard(key)
+        raise SignatureRefused("Unknown or revoked API key.", reason="unknown_key")
+
+
+def verify_signed_request(
+    *, key: str, timestamp: str, recv_window: str, signature: str, method: str, path: str, body: bytes
+) -> tuple[User, ApiKey]:
+    """The user and key behind a signed request, or ``SignatureRefused`` saying what is wrong.
+
+    Shared by the REST API (headers of each request) and the WebSocket
+    handshake (headers of the upgrade request), so both refuse the same things.
+    """
+    if not timestamp or not signature:
+        raise SignatureRefused("Signed requests need X-Timestamp and X-Signature headers.", reason="missing")
+    # The payload signs the header as sent ("" when absent), so a client's
+    # signature never depends on the server's default window.
+    window = check_request_time(timestamp=timestamp, recv_window=recv_window)
+    api_key, secret = active_credentials(key)
+    payload = signature_payload(timestamp=timestamp, recv_window=recv_window, method=method, path=path, body=body)
+    check_signature(secret=secret, payload=payload, signature=signature)
+    # The same request twice is a replay; and the key may have been revoked since
+    # this worker cached it.
+    claim_signature(key=key, signature=signature, window=window)
     return api_key.user, api_key
 
 

@@ -65,3 +65,7 @@ def balances_of_assets(*, user: User, assets: Sequence[Asset]) -> list[AssetBala
         else AssetBalance(asset, Decimal(0), Decimal(0))
         for asset in assets
     ]
+
+
+def asset_list() -> QuerySet[Asset]:
+    return Asset.objects.order_by("symbol")

@@ -147,11 +147,14 @@ def _check_amount(asset: Asset, amount: Decimal) -> None:
         )
 
 
-def announce_balances(pairs: list[tuple[int, int]]) -> None:
-    """After a committed change outside the engine: push the new amounts to their owners' ``balances`` stream."""
+def announce_balances(pairs: list[tuple[int, int]], *, change: dict[str, str] | None = None) -> None:
+    """After a committed change outside the engine: push the new amounts to their owners' ``balances`` stream.
+
+    ``change`` says what moved (``{"asset", "amount", "reason"}``) for a deposit or withdrawal.
+    """
     from marketdata import broadcast  # market data depends on accounts' tables, not the other way round
 
-    broadcast.publish(broadcast.balance_messages(pairs, time_ms=int(time.time() * 1000)))
+    broadcast.publish(broadcast.balance_messages(pairs, time_ms=int(time.time() * 1000), change=change))
 
 
 def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
@@ -164,7 +167,9 @@ def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> Non
                 Entry(external_user_id(), asset.id, AVAILABLE, -amount, LedgerEntry.Reason.DEPOSIT, note=note),
             ]
         )
-    announce_balances([(user.id, asset.id)])
+    announce_balances(
+        [(user.id, asset.id)], change={"asset": asset.symbol, "amount": plain(amount), "reason": "deposit"}
+    )
     logger.info("deposit", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
@@ -187,7 +192,9 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
                 details={"asset": asset.symbol, "amount": str(amount)},
             ) from None
         raise
-    announce_balances([(user.id, asset.id)])
+    announce_balances(
+        [(user.id, asset.id)], change={"asset": asset.symbol, "amount": plain(-amount), "reason": "withdrawal"}
+    )
     logger.info("withdrawal", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 

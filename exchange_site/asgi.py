@@ -17,7 +17,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange_site.settings.dev")
 django_asgi_app = get_asgi_application()
 
-from marketdata.routing import websocket_urlpatterns  # noqa: E402  (needs the apps loaded)
+from compat.routing import websocket_urlpatterns as binance_websockets  # noqa: E402  (needs the apps loaded)
+from marketdata.routing import websocket_urlpatterns  # noqa: E402
 
 
 class OriginPolicy:
@@ -37,6 +38,6 @@ class OriginPolicy:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginPolicy(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginPolicy(AuthMiddlewareStack(URLRouter(websocket_urlpatterns + binance_websockets))),
     }
 )

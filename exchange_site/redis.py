@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import redis
 from django.conf import settings
 
 
-@functools.cache
-def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+class _ProcessClient:
+    """``get_redis()``: the process's client, created once even when threads ask at the same moment.
+
+    ``functools.cache`` alone let threads arriving together each build one: the
+    extra clients are garbage-collected, and a redis-py client closes its
+    connection pool when collected, pulling the connection from under the
+    pipeline still using it (seen as "I/O operation on closed file" when
+    daphne's request threads start).  ``cache_clear()`` forgets the client, as
+    with ``functools.cache`` (tests pointing it at another server).
+    """
+
+    def __init__(self) -> None:
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> redis.Redis:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+                client = self._client
+        return client
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._client = None
+
+
+get_redis = _ProcessClient()

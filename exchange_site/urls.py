@@ -1,10 +1,12 @@
-"""URLs: the REST API under /api/v1/, its schema and docs, the admin, and the site's pages."""
+"""URLs: the REST API under /api/v1/ (its schema and docs), the Binance-compatible one under /api/v3/ and /sapi/v1/,
+the admin, and the site's pages."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
+from compat import urls as compat_urls
 from marketdata import api as marketdata_api
 from markets import api as markets_api
 from orders import api as orders_api
@@ -34,6 +36,9 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    # The Binance-compatible API (compat/, docs/binance-compat.md): Binance's own paths.
+    path("api/v3/", include(compat_urls.api_v3)),
+    path("sapi/v1/", include(compat_urls.sapi_v1)),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -307,10 +308,14 @@ def _queue_ticker(pipe, symbol: str, ticker: dict[str, Any], best_bid, best_ask,
 
 
 def _private_messages(batch: MarketBatch) -> list[Message]:
-    messages = [
-        stream_messages(streams.user_group(order.user_id), "orders", _order_frame(order, batch))
-        for order in batch.orders
-    ]
+    """A user's events of one batch, in this order: their fills, then their orders' new states, then balances.
+
+    The batch goes out in one MULTI, so a user's frames of one batch arrive
+    together and in this order: when an order's frame arrives, every fill that
+    led to it has arrived before (the Binance adapter turns each fill into a
+    trade report with the order's running totals, then reports the order's end).
+    """
+    messages: list[Message] = []
     for trade in batch.trades:
         for user_id, order_id, side, fee, fee_asset in (
             (trade.buyer_id, trade.buy_order_id, "buy", trade.buyer_fee, batch.base_asset),
@@ -323,6 +328,10 @@ def _private_messages(batch: MarketBatch) -> list[Message]:
                 "role": "taker" if side == trade.taker_side else "maker", "T": batch.time_ms,
             }  # fmt: skip
             messages.append(stream_messages(streams.user_group(user_id), "fills", fill))
+    messages += [
+        stream_messages(streams.user_group(order.user_id), "orders", _order_frame(order, batch))
+        for order in batch.orders
+    ]
     if batch.balances:
         messages += balance_messages(batch.balances, time_ms=batch.time_ms)
     return messages
@@ -338,8 +347,15 @@ def _order_frame(order: OrderEvent, batch: MarketBatch) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def balance_messages(pairs: Iterable[tuple[int, int]], *, time_ms: int) -> list[Message]:
-    """One ``balances`` frame per user with the current amounts of the assets in ``pairs`` (one query)."""
+def balance_messages(
+    pairs: Iterable[tuple[int, int]], *, time_ms: int, change: dict[str, str] | None = None
+) -> list[Message]:
+    """One ``balances`` frame per user with the current amounts of the assets in ``pairs`` (one query).
+
+    ``change`` (``{"asset", "amount", "reason"}``, amount signed) describes a
+    movement from outside trading (a deposit or withdrawal) and is added to the
+    frame as is, so a client can tell it from order activity.
+    """
     pairs = sorted(set(pairs))
     if not pairs:
         return []
@@ -356,7 +372,48 @@ def balance_messages(pairs: Iterable[tuple[int, int]], *, time_ms: int) -> list[
     by_user: dict[int, list[dict[str, str]]] = {}
     for user_id, asset, available, locked in rows:
         by_user.setdefault(user_id, []).append({"asset": asset, "available": plain(available), "locked": plain(locked)})
+    extra = {} if change is None else {"change": change}
     return [
-        stream_messages(streams.user_group(user_id), "balances", {"e": "balances", "E": time_ms, "balances": rows})
+        stream_messages(
+            streams.user_group(user_id), "balances", {"e": "balances", "E": time_ms, "balances": rows, **extra}
+        )
         for user_id, rows in by_user.items()
     ]
+
+
+class GroupSubscription:
+    """The frames published to ``groups`` from now on, read from synchronous code (mirrors ``publish``).
+
+    Used to wait for an event (e.g. the engine's verdict on an order just
+    placed): subscribe first, then act, then read, so nothing is missed.
+    Holds one Redis connection until ``close`` (or the ``with`` block ends).
+    """
+
+    def __init__(self, *groups: str, confirm_within: float = 1.0) -> None:
+        self._pubsub = get_redis().pubsub()
+        self._pubsub.subscribe(*(_group_channel(group) for group in groups))
+        self._layer = get_channel_layer()
+        # Wait for Redis to confirm, so whatever the caller does next is published after we listen.
+        unconfirmed = len(groups)
+        deadline = time.monotonic() + confirm_within
+        while unconfirmed and (left := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=left)
+            if message is not None and message["type"] == "subscribe":
+                unconfirmed -= 1
+
+    def next_frame(self, timeout: float) -> tuple[str, str] | None:
+        """``(stream, frame text)`` of the next message, or None when nothing came within ``timeout`` seconds."""
+        message = self._pubsub.get_message(timeout=max(timeout, 0.0))
+        if message is None or message.get("type") != "message":
+            return None
+        event = self._layer.deserialize(message["data"])
+        return event["stream"], event["text"]
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+    def __enter__(self) -> GroupSubscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

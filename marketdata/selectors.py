@@ -59,12 +59,32 @@ return {redis.call('GET', KEYS[5]) or '0', bids, bq, asks, aq}
 
 def depth_snapshot(*, symbol: str, limit: int) -> dict[str, Any]:
     """``{"lastUpdateId", "bids", "asks"}``, best levels first, as the engine last committed them."""
-    update_id, bids, bid_qty, asks, ask_qty = get_redis().eval(_DEPTH_SNAPSHOT, 5, *depth_keys(symbol), limit)
+    return _depth(get_redis().eval(_DEPTH_SNAPSHOT, 5, *depth_keys(symbol), limit))
+
+
+def _depth(reply: list) -> dict[str, Any]:
+    update_id, bids, bid_qty, asks, ask_qty = reply
     return {
         "lastUpdateId": int(update_id),
         "bids": [[p.decode(), q.decode()] for p, q in zip(bids, bid_qty, strict=True)],
         "asks": [[p.decode(), q.decode()] for p, q in zip(asks, ask_qty, strict=True)],
     }
+
+
+def depth_snapshots(*, symbols: list[str], limit: int) -> dict[str, dict[str, Any]]:
+    """``depth_snapshot`` of several markets in one round trip (e.g. every market's best bid and ask)."""
+    pipe = get_redis().pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.eval(_DEPTH_SNAPSHOT, 5, *depth_keys(symbol), limit)
+    return {symbol: _depth(reply) for symbol, reply in zip(symbols, pipe.execute(), strict=True)}
+
+
+def last_trades(*, symbols: list[str]) -> dict[str, dict[str, Any] | None]:
+    """The latest trade of each market (as ``recent_trades`` shows it; None if it has none), in one round trip."""
+    pipe = get_redis().pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.lindex(trades_key(symbol), -1)
+    return {symbol: json.loads(raw) if raw else None for symbol, raw in zip(symbols, pipe.execute(), strict=True)}
 
 
 def recent_trades(*, symbol: str, limit: int) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from django.db.models import Case, F, Q, QuerySet, Value, When
 
@@ -35,12 +36,19 @@ def order_history_for_user(
     status: str | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
+    from_id: int | None = None,
+    order_ids: Sequence[int] | None = None,
 ) -> QuerySet[Order]:
+    """``user``'s orders, filtered; ``from_id``: only orders with that id or a later one; ``order_ids``: those."""
     orders = Order.objects.filter(user=user).select_related("market")
     if market:
         orders = orders.filter(market=market)
     if status:
         orders = orders.filter(status=status)
+    if from_id is not None:
+        orders = orders.filter(pk__gte=from_id)
+    if order_ids is not None:
+        orders = orders.filter(pk__in=order_ids)
     if start:
         orders = orders.filter(created_at__gte=start)
     if end:
@@ -49,8 +57,19 @@ def order_history_for_user(
 
 
 def trades_for_user(
-    *, user: User, market: Market | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None
+    *,
+    user: User,
+    market: Market | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    order_id: int | None = None,
+    from_trade_id: int | None = None,
 ) -> QuerySet[Trade]:
+    """``user``'s trades (as buyer or seller), filtered.
+
+    ``order_id``: the trades of that order (of ``user``'s); ``from_trade_id``:
+    trades with that market trade id or a later one (give a market with it).
+    """
     trades = Trade.objects.filter(Q(buyer=user) | Q(seller=user)).select_related("market")
     if market:
         trades = trades.filter(market=market)
@@ -58,7 +77,32 @@ def trades_for_user(
         trades = trades.filter(executed_at__gte=start)
     if end:
         trades = trades.filter(executed_at__lt=end)
+    if order_id is not None:
+        trades = trades.filter(Q(buy_order_id=order_id, buyer=user) | Q(sell_order_id=order_id, seller=user))
+    if from_trade_id is not None:
+        trades = trades.filter(trade_id__gte=from_trade_id)
     return trades
+
+
+def market_trades(
+    *,
+    market: Market,
+    from_trade_id: int | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> QuerySet[Trade]:
+    """A market's public trade history (older than the recent trades Redis keeps), in trade id order.
+
+    ``start`` inclusive, ``end`` exclusive, like ``trades_for_user``.
+    """
+    trades = Trade.objects.filter(market=market)
+    if from_trade_id is not None:
+        trades = trades.filter(trade_id__gte=from_trade_id)
+    if start:
+        trades = trades.filter(executed_at__gte=start)
+    if end:
+        trades = trades.filter(executed_at__lt=end)
+    return trades.order_by("trade_id")
 
 
 def fills_for_user(*, user: User, market: Market | None = None) -> QuerySet[Trade]:

@@ -235,9 +235,13 @@ def test_nginx_upstreams_are_the_web_and_ws_services_on_the_ports_they_bind():
 
 
 def test_nginx_sends_websockets_on_ws_and_stream_to_daphne_with_upgrade_headers():
-    location = re.search(r"location ~ \^/\(ws\|stream\)\(/\|\$\) \{(.*?)\n    \}", NGINX_CONF, re.S)
-    assert location, "no location for /ws and /stream"
-    body = location.group(1)
+    location = re.search(r"location ~ (\^/\S+) \{(.*?)\n    \}", NGINX_CONF, re.S)
+    assert location, "no regex location for the WebSocket paths"
+    pattern, body = location.groups()
+    # Every WebSocket path the ASGI router serves reaches daphne (ours and the Binance-compatible ones).
+    for path in ("/ws", "/binance/ws", "/binance/ws/btcusdt@trade", "/binance/stream", "/binance/ws-api/v3"):
+        assert re.match(pattern, path), path
+    assert not re.match(pattern, "/api/v3/order"), "REST goes to the HTTP workers"
     assert "proxy_pass http://websockets;" in body
     assert "proxy_http_version 1.1;" in body
     assert "proxy_set_header Upgrade $http_upgrade;" in body

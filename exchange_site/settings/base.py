@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "orders",
     "marketdata",
     "matching",
+    "compat",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,9 @@ EXCHANGE = {
     # A kline run that keeps finding new trades re-enqueues itself after this long, so one
     # busy market cannot hold a Celery worker.
     "KLINES_RUN_BUDGET_S": env.float("KLINES_RUN_BUDGET_S", default=5.0),
+    # Binance-compatible API (compat/): how long an order answer with newOrderRespType RESULT or FULL,
+    # or a cancel, waits for the engine's verdict before answering with the current state.
+    "BINANCE_RESULT_WAIT_S": env.float("BINANCE_RESULT_WAIT_S", default=1.0),
 }
 
 # /readyz: a trading market whose engine heartbeat is older than this (seconds) has no engine.
@@ -224,7 +228,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for app in ("accounts", "markets", "orders", "marketdata", "matching", "exchange_site")
+        for app in ("accounts", "markets", "orders", "marketdata", "matching", "compat", "exchange_site")
     }
     # Refused requests (4xx) are answers, not incidents: log server errors only.
     | {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
