@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 KLINE_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
@@ -49,6 +50,10 @@ def frame(stream: str, data: Any) -> str:
     return json.dumps({"stream": stream, "data": data}, separators=(",", ":"))
 
 
-def group_message(stream: str, text: str) -> dict[str, str]:
-    """The Channels message carrying one pre-serialized frame to a group."""
-    return {"type": MESSAGE_TYPE, "stream": stream, "text": text}
+def group_message(stream: str, text: str) -> dict[str, Any]:
+    """The Channels message carrying one pre-serialized frame to a group.
+
+    ``at`` (seconds since the epoch, when it was published) lets a consumer see
+    how far behind its client is and drop one that cannot keep up.
+    """
+    return {"type": MESSAGE_TYPE, "stream": stream, "text": text, "at": time.time()}

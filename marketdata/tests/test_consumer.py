@@ -7,6 +7,7 @@ Bad frames, limits, authentication and isolation; the whole-stack behaviour
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import pytest_asyncio
@@ -182,3 +183,12 @@ async def test_a_foreign_origin_is_refused_and_no_origin_ignores_cookies(market,
         "code"
     ] == "unauthenticated"
     await bot.disconnect()
+
+
+async def test_a_client_too_far_behind_is_closed_instead_of_buffered(market):
+    ws = await connect()
+    assert (await ask(ws, {"method": "SUBSCRIBE", "params": ["trades@BTC_USDT"], "id": 1}))["result"] is None
+    stale = {**streams.group_message("trades@BTC_USDT", '{"t":1}'), "at": time.time() - consumers.MAX_LAG_S - 1}
+    await sync_to_async(publish)([(streams.public_group("trades", "BTC_USDT"), stale)])
+    assert json.loads(await ws.receive_from(timeout=2))["error"]["code"] == "too_slow"
+    assert (await ws.receive_output(timeout=2))["code"] == consumers.CLOSE_POLICY
