@@ -52,7 +52,7 @@ MESSAGES_PER_SECOND = 10
 PRIVATE = frozenset(streams.PRIVATE_STREAMS)
 TICK_S = 0.1
 LISTEN_KEY_CHECK_S = 30.0
-CLOSE_TOO_BIG = 1009
+CLOSE_TOO_BIG = 4009  # daphne refuses 1009 from an application (marketdata.consumers)
 
 
 class StreamError(Exception):

@@ -37,8 +37,11 @@ MESSAGES_PER_SECOND = 10
 MAX_ERRORS = 20
 MAX_LAG_S = 5.0
 CLOSE_GONE = 1006
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
+# daphne (autobahn) lets an application close only with 1000 or 3000-4999: the
+# standard codes for a policy violation (1008) and a frame too big (1009) are
+# sent as 4000 + that code.
+CLOSE_POLICY = 4008
+CLOSE_TOO_BIG = 4009
 CLOSE_UNAUTHENTICATED = 4401
 
 

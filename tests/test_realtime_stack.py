@@ -150,3 +150,22 @@ def test_a_client_keeps_an_exact_local_book_and_sees_every_trade(market, btc, us
     assert len(expected_trades) > 20, "the flow should trade"
     received = [f["data"] for f in recorder.frames if f["stream"] == f"trades@{market.symbol}"]
     assert [(t["t"], Decimal(t["p"]), Decimal(t["q"])) for t in received] == expected_trades
+
+
+def test_policy_closes_reach_the_client_through_daphne(market):
+    """daphne refuses some close codes from an application: the ones we use must arrive as sent."""
+
+    async def oversized(url: str) -> tuple[dict, int]:
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["x" * 5000], "id": 1}))
+            error = json.loads(await ws.recv())
+            try:
+                await asyncio.wait_for(ws.recv(), timeout=5)
+            except websockets.ConnectionClosed as closed:
+                return error, closed.rcvd.code
+        raise AssertionError("the connection stayed open")
+
+    with LiveStack(web=True, engine=False) as stack:
+        error, code = asyncio.run(oversized(stack.ws_url()))
+    assert error["error"]["code"] == "frame_too_big"
+    assert code == 4009

@@ -97,14 +97,14 @@ async def test_binary_frames_are_refused(market):
     await ws.disconnect()
 
 
-async def test_an_oversized_frame_closes_the_connection_with_1009(market):
+async def test_an_oversized_frame_closes_the_connection_with_4009(market):
     ws = await connect()
     await ws.send_to(text_data=json.dumps({"method": "SUBSCRIBE", "params": ["x" * 5000], "id": 1}))
     assert json.loads(await ws.receive_from())["error"]["code"] == "frame_too_big"
     assert (await ws.receive_output())["code"] == consumers.CLOSE_TOO_BIG
 
 
-async def test_flooding_is_rate_limited_then_closed_with_1008(market):
+async def test_flooding_is_rate_limited_then_closed_with_4008(market):
     ws = await connect()
     codes = []
     for i in range(consumers.MESSAGES_PER_SECOND + consumers.MAX_ERRORS + 5):
