@@ -71,7 +71,13 @@ HEARTBEAT_EVERY_S = 1.0
 TICKER_REFRESH_S = 5.0
 # A command whose batch failed this many times is retried alone, then dead-lettered.
 DEAD_LETTER_AFTER = 3
+
+
 # Failures of the connection itself say nothing about the command: they never dead-letter.
+class MarketTaken(RuntimeError):
+    """Another engine holds a market this one was asked to run (its advisory lock)."""
+
+
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis_lib.ConnectionError, redis_lib.TimeoutError)
 Status = Order.Status
 Reason = LedgerEntry.Reason
@@ -669,12 +675,16 @@ class Engine:
                 raise
 
     def _claim(self, market: Market) -> None:
-        """One engine per market: a session advisory lock held for the life of the process."""
+        """One engine per market: a session advisory lock held for the life of the process.
+
+        Raises ``MarketTaken`` when another engine holds it: at start, or during
+        ``recover`` after this engine's session died and another one took over.
+        """
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [0x45584348, market.id])
             (claimed,) = cursor.fetchone()
         if not claimed:
-            raise RuntimeError(
+            raise MarketTaken(
                 f"Another engine already runs market {market.symbol}; stop it first or pick other --markets."
             )
 
@@ -809,6 +819,10 @@ class Engine:
                     while self.read(pending=True):
                         pass
                 return
+            except MarketTaken:
+                # Another engine claimed the market while our session was gone: it owns the
+                # stream now, and two owners would double-match.  Stop rather than retry.
+                raise
             except Exception:
                 logger.exception("recovery failed; retrying")
                 stop.wait(2.0)

@@ -140,10 +140,14 @@ def test_twenty_concurrent_cancels_of_one_order_unlock_its_rest_once(market, ali
 
 
 @pytest.mark.parametrize("take", ["0.4", "1"])
-def test_a_cancel_racing_the_fill_of_its_order_ends_it_once(market, alice, bob, take):
+def test_a_cancel_racing_the_fill_of_its_order_ends_it_once(market, alice, bob, btc, take):
+    rounds = 12
+    # Every round may sell the whole 1 BTC (the fill wins): hold enough for all of them,
+    # beyond the fixture's 10 (the fill winning ten times in a row once failed this test).
+    fund(alice, btc, Decimal(rounds))
     seen: Counter = Counter()
     with EngineThread([market]) as running:
-        for _ in range(12):
+        for _ in range(rounds):
             ask = place_limit(alice, market, "sell", "1", "100")
             running.wait_until(settled, timeout=10)
 

@@ -49,6 +49,27 @@ def test_a_killed_database_session_is_replaced_and_the_market_claimed_again(mark
         assert first.filled_quantity == Decimal("0.4")
 
 
+def test_an_engine_whose_market_was_taken_while_its_session_was_gone_stops(market, alice, bob):
+    """Two owners of one market would match it twice: the engine that lost its claim exits, saying why."""
+    with LiveStack(web=False, engine=True) as stack:
+        first = place_limit(alice, market, "sell", "1", "100")
+        stack.wait_until(lambda: processed(first), timeout=20, what="the engine to start and book the order")
+        old_pid = engine_backend_pid()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+            # Stand in for a second engine that claims the market before this one recovers.
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ENGINE_LOCK_CLASS, market.id])
+        try:
+            place_limit(bob, market, "buy", "0.4", "100")
+            engine = stack.processes.pop("engine")  # it is expected to exit: not a failure of the stack
+            returncode = engine.wait(timeout=30)
+            assert returncode != 0
+            assert "Another engine already runs market" in stack.log_path("engine").read_text()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ENGINE_LOCK_CLASS, market.id])
+
+
 def test_redis_losing_everything_loses_no_order_and_the_read_models_come_back(market, alice, bob):
     with LiveStack(web=False, engine=True) as stack:
         resting = place_limit(alice, market, "sell", "1", "101")

@@ -8,7 +8,7 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.models import Market
-from matching.engine import Engine
+from matching.engine import Engine, MarketTaken
 
 
 class Command(BaseCommand):
@@ -31,4 +31,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         self.stdout.write(f"engine: markets {', '.join(m.symbol for m in found)}; Ctrl-C stops after the current batch")
-        Engine(found, batch_size=batch_size).run(stop)
+        try:
+            Engine(found, batch_size=batch_size).run(stop)
+        except MarketTaken as error:
+            raise CommandError(str(error)) from None
