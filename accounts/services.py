@@ -547,26 +547,16 @@ def _failures_key(username: str) -> str:
 
 
 def login_attempt(*, username: str, ip: str) -> None:
-    """Count one login attempt; refuse it (before the password is checked) when throttled or locked out.
+    """Count one login attempt; refuse it, before any password is checked, when throttled or locked out.
 
-    Per username and per client address, fixed windows in Redis (atomic INCR:
-    the limits hold whatever the concurrency).  Raises ``ApplicationError``
-    ``login_throttled`` (429, ``details.retry_after``) or ``login_locked``.
+    Rates per username and per client address are fixed windows in Redis.  The
+    lockout counts every attempt that reaches the password check as a failure
+    *in advance* (one atomic MULTI), and a successful login clears the count
+    (:func:`login_succeeded`): so however many attempts race, at most
+    ``LOGIN_LOCKOUT_FAILURES`` passwords or codes are checked per lockout
+    period.  The period starts at the first failure.  Raises ``ApplicationError``
+    ``login_throttled`` or ``login_locked`` (429, ``details.retry_after``).
     """
-    failures_key = _failures_key(username)
-    redis = get_redis()
-    limit = settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"]
-    failures = int(redis.get(failures_key) or 0)
-    if failures >= limit:
-        wait = max(redis.ttl(failures_key), 1)
-        until = timezone.now() + dt.timedelta(seconds=wait)
-        raise ApplicationError(
-            f"Too many failed logins for this account: it is locked until {until:%H:%M} UTC "
-            f"(in {(wait + 59) // 60} min). Try again then.",
-            code="login_locked",
-            status=429,
-            details={"retry_after": wait, "until": until.isoformat()},
-        )
     for bucket, rate in (
         (f"login:user:{_login_bucket(username)}", settings.EXCHANGE["LOGIN_RATE_PER_USERNAME"]),
         (f"login:ip:{ip}", settings.EXCHANGE["LOGIN_RATE_PER_IP"]),
@@ -580,24 +570,26 @@ def login_attempt(*, username: str, ip: str) -> None:
                 status=429,
                 details={"retry_after": retry},
             )
-
-
-def login_failed(*, username: str) -> None:
-    """Count a failed login (wrong password or 2FA code); the N-th failure locks the account for a while.
-
-    One MULTI: the counter gets its expiry when it is created, so it can never
-    live forever; once it reaches the limit the lock lasts the full period.
-    """
     key = _failures_key(username)
-    period = settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"]
     pipe = get_redis().pipeline(transaction=True)
-    pipe.set(key, 0, ex=period, nx=True)
+    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
     pipe.incr(key)
-    _, failures = pipe.execute()
-    if failures == settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"]:
-        get_redis().expire(key, period)
-        logger.warning("login locked", extra={"failures": failures})
+    pipe.ttl(key)
+    _, attempts, ttl = pipe.execute()
+    if attempts > settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"]:
+        wait = max(int(ttl), 1)
+        until = timezone.now() + dt.timedelta(seconds=wait)
+        if attempts == settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"] + 1:
+            logger.warning("login locked", extra={"until": until.isoformat()})
+        raise ApplicationError(
+            f"Too many failed logins for this account: it is locked until {until:%H:%M:%S} UTC "
+            f"(in {(wait + 59) // 60} min). Try again then.",
+            code="login_locked",
+            status=429,
+            details={"retry_after": wait, "until": until.isoformat()},
+        )
 
 
 def login_succeeded(*, username: str) -> None:
+    """The password (and code, if asked) were right: the attempts counted against the lockout are forgiven."""
     get_redis().delete(_failures_key(username))

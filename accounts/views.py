@@ -132,8 +132,11 @@ class LoginView(auth_views.LoginView):
         try:
             services.login_attempt(username=username, ip=_ip_of(request))
         except ApplicationError as refusal:
+            # An unbound form: a bound one would check the password when the template shows its
+            # errors, and its answer would tell a throttled guesser whether the guess was right.
+            form = self.get_form_class()(self.request, initial={"username": username})
             return _refused_login(
-                request, refusal, template=self.template_name, context=self.get_context_data(form=self.get_form())
+                request, refusal, template=self.template_name, context=self.get_context_data(form=form)
             )
         return super().post(request, *args, **kwargs)
 
@@ -149,10 +152,6 @@ class LoginView(auth_views.LoginView):
             return redirect("login-verify")
         services.login_succeeded(username=user.get_username())
         return super().form_valid(form)
-
-    def form_invalid(self, form) -> HttpResponse:
-        services.login_failed(username=self.request.POST.get("username", ""))
-        return super().form_invalid(form)
 
 
 @never_cache
@@ -172,8 +171,6 @@ def login_verify(request: HttpRequest) -> HttpResponse:
             services.login_attempt(username=user.get_username(), ip=_ip_of(request))
             services.two_factor_check(user=user, code=form.cleaned_data["code"])
         except ApplicationError as refusal:
-            if refusal.code.startswith("two_factor"):
-                services.login_failed(username=user.get_username())
             return _refused_login(request, refusal, template=template, context={"form": form})
         del request.session[PENDING_2FA]
         login(request, user, backend=pending["backend"])
