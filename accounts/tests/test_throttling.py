@@ -186,3 +186,32 @@ def test_a_refused_login_never_checks_the_password(db, settings):
     assert right.status_code == wrong.status_code == 429
     assert not [q for q in queries.captured_queries if "accounts_user" in q["sql"]]
     assert b"correct username and password" not in right.content + wrong.content
+
+
+def test_the_order_limit_is_shared_by_the_trade_page_and_the_binance_api(market, alice, settings):
+    from accounts import services
+    from compat.tests.binance import BinanceClient
+
+    settings.REST_FRAMEWORK = {
+        **api_settings.user_settings,
+        "DEFAULT_THROTTLE_RATES": {**api_settings.DEFAULT_THROTTLE_RATES, "orders": "2/hour"},
+    }
+    start = time.time()
+    page = Client()
+    page.force_login(alice)
+    form = {"side": "buy", "type": "limit", "time_in_force": "gtc", "price": "100", "quantity": "0.5"}
+    assert page.post("/orders/place/BTC_USDT/", form).status_code == 302
+    api = APIClient()
+    api.force_authenticate(alice)
+    order = {"market": "BTC_USDT", "side": "buy", "type": "limit", "price": "100", "quantity": "0.5"}
+    assert api.post("/api/v1/orders", order, format="json").status_code == 201
+    if windows_spanned(start, HOUR) > 1:
+        pytest.skip("the hour turned during the test")
+    refused = page.post("/orders/place/BTC_USDT/", form)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0 and b"throttled" in refused.content
+    key, secret = services.api_key_create(user=alice)
+    binance = BinanceClient(APIClient(), key=key.key, secret=secret).post(
+        "/api/v3/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", price="100", quantity="0.5"
+    )
+    assert binance.status_code == 429 and binance.json()["code"] == -1003 and int(binance["Retry-After"]) > 0
+    assert Order.objects.filter(user=alice).count() == 2
