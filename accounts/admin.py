@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts import services
-from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
+from accounts.models import ApiKey, Asset, Balance, LedgerEntry, TwoFactorDevice, User
 from exchange_site.amounts import plain
 from exchange_site.errors import ApplicationError
 from orders.services import request_cancel_all_by_operator
@@ -178,7 +178,20 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
-    list_display = ("user", "label", "key", "created_at", "revoked_at")
+    list_display = ("user", "label", "key", "scopes", "ip_allowlist", "created_at", "revoked_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "label", "key")
     exclude = ("secret_encrypted",)
+
+
+@admin.register(TwoFactorDevice)
+class TwoFactorDeviceAdmin(ReadOnlyAdmin):
+    """A user who lost their authenticator: an operator deletes the device (after checking who asks)."""
+
+    list_display = ("user", "confirmed_at", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username",)
+    exclude = ("secret_encrypted",)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser

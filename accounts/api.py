@@ -1,4 +1,4 @@
-"""REST endpoints for a user's own balances and API keys."""
+"""REST endpoints for a user's own balances, API keys and withdrawals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from accounts.models import ApiKey, Balance
+from accounts.models import ApiKey, ApiScope, Balance, LedgerEntry, default_api_scopes
+from exchange_site.amounts import plain
 from exchange_site.fields import AmountField
 
 
@@ -36,11 +37,27 @@ class BalancesView(APIView):
 class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
-        fields = ["id", "label", "key", "created_at", "revoked_at"]
+        fields = ["id", "label", "key", "scopes", "ip_allowlist", "created_at", "revoked_at"]
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ApiScope.values),
+        required=False,
+        default=default_api_scopes,
+        help_text="read, trade, withdraw; default read and trade. withdraw needs ip_allowlist and otp_code.",
+    )
+    ip_allowlist = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=32,
+        help_text="IP addresses or CIDR networks the key may be used from; empty: anywhere.",
+    )
+    otp_code = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, default="", help_text="Two-factor code (for withdraw)."
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
@@ -72,7 +89,14 @@ class ApiKeysView(APIView):
     def post(self, request: Request) -> Response:
         payload = ApiKeyCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        api_key, secret = services.api_key_create(user=request.user, label=payload.validated_data["label"])
+        data = payload.validated_data
+        api_key, secret = services.api_key_create(
+            user=request.user,
+            label=data["label"],
+            scopes=data["scopes"],
+            ip_allowlist=data["ip_allowlist"],
+            otp_code=data["otp_code"],
+        )
         api_key.secret = secret
         return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
 
@@ -86,3 +110,71 @@ class ApiKeyDetailView(APIView):
     def delete(self, request: Request, key_id: int) -> Response:
         api_key = services.api_key_revoke(user=request.user, key_id=key_id)
         return Response(ApiKeySerializer(api_key).data)
+
+
+class WithdrawalRequestSerializer(serializers.Serializer):
+    asset = serializers.CharField(max_length=16)
+    amount = AmountField()
+    address = serializers.CharField(max_length=128)
+    otp_code = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, default="", help_text="Two-factor code (sessions only)."
+    )
+
+
+class WithdrawalSerializer(serializers.ModelSerializer):
+    """A withdrawal as its ledger entry records it: the amount paid out (positive) and where to."""
+
+    id = serializers.IntegerField()
+    asset = serializers.CharField(source="asset.symbol")
+    amount = serializers.SerializerMethodField()
+    address = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "asset", "amount", "address", "created_at"]
+
+    def get_amount(self, entry: LedgerEntry) -> str:
+        return plain(-entry.amount)
+
+    def get_address(self, entry: LedgerEntry) -> str:
+        return entry.note.removeprefix("to ")
+
+
+class WithdrawalsView(APIView):
+    """Withdraw from your available balance, or list your withdrawals (newest first).
+
+    POST needs, from a session, two-factor authentication on and a current
+    ``otp_code``; with an API key, the ``withdraw`` scope (such a key only
+    answers from its IP allowlist).  Not enough available: 400
+    ``insufficient_funds`` and nothing changes.
+    """
+
+    required_scopes = {"POST": ApiScope.WITHDRAW.value}
+
+    @extend_schema(responses=WithdrawalSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        entries = selectors.withdrawals_for_user(user=request.user)[:WITHDRAWALS_LISTED]
+        return Response(WithdrawalSerializer(entries, many=True).data)
+
+    @extend_schema(request=WithdrawalRequestSerializer, responses={201: BalanceSerializer})
+    def post(self, request: Request) -> Response:
+        payload = WithdrawalRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        asset = selectors.asset_by_symbol(symbol=data["asset"])
+        services.withdrawal_request(
+            user=request.user,
+            asset=asset,
+            amount=data["amount"],
+            address=data["address"],
+            api_key=request.auth if isinstance(request.auth, ApiKey) else None,
+            otp_code=data["otp_code"],
+        )
+        balance = selectors.balances_of_assets(user=request.user, assets=[asset])[0]
+        return Response(
+            {"asset": asset.symbol, "available": plain(balance.available), "locked": plain(balance.locked)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+WITHDRAWALS_LISTED = 100

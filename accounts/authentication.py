@@ -11,6 +11,11 @@ optionally ``X-Recv-Window`` (ms, default 5000, at most 60000) and
 A request older than its window is refused, so a captured one cannot be
 replayed later; and each signature is remembered in Redis for the window, so
 it cannot be replayed inside it either.
+
+A key with an IP allowlist is refused (``ip_not_allowed``) on any request
+from an address outside it (``exchange_site.client_ip`` says how the address
+is read behind proxies).  What a key may do once authenticated is its scopes'
+business: ``accounts.permissions.ApiKeyScopes``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey, User
 from accounts.services import api_key_secret, revoked_marker
+from exchange_site.client_ip import IPAddress, allowed, client_ip
 from exchange_site.local_cache import MISSING, TTLCache
 from exchange_site.redis import get_redis
 
@@ -56,7 +62,7 @@ class SignatureRefused(exceptions.AuthenticationFailed):
 
     Reasons: ``missing`` (no timestamp or signature), ``malformed_time``,
     ``window_out_of_range``, ``outside_window``, ``unknown_key``,
-    ``bad_signature``, ``replayed``.  Our API answers all of them alike; the
+    ``bad_signature``, ``ip_not_allowed``, ``replayed``.  Our API answers all of them alike; the
     Binance-compatible API (``compat``) maps each to Binance's error code.
     """
 
@@ -115,6 +121,15 @@ def check_signature(*, secret: str, payload: bytes, signature: str) -> None:
         raise SignatureRefused("The signature does not match this request.", reason="bad_signature")
 
 
+def check_ip(api_key: ApiKey, ip: IPAddress | None) -> None:
+    """Refuse a request from outside the key's IP allowlist (a key without one is not restricted)."""
+    if not allowed(ip, api_key.ip_allowlist):
+        raise SignatureRefused(
+            f"This API key may not be used from {ip or 'an unknown address'}: it is not in the key's IP allowlist.",
+            reason="ip_not_allowed",
+        )
+
+
 def claim_signature(*, key: str, signature: str, window: int) -> None:
     """Remember ``signature`` for its window (seen before: a replay) and refuse a key revoked since it was cached.
 
@@ -139,7 +154,15 @@ def check_not_revoked(key: str) -> None:
 
 
 def verify_signed_request(
-    *, key: str, timestamp: str, recv_window: str, signature: str, method: str, path: str, body: bytes
+    *,
+    key: str,
+    timestamp: str,
+    recv_window: str,
+    signature: str,
+    method: str,
+    path: str,
+    body: bytes,
+    ip: IPAddress | None,
 ) -> tuple[User, ApiKey]:
     """The user and key behind a signed request, or ``SignatureRefused`` saying what is wrong.
 
@@ -154,6 +177,8 @@ def verify_signed_request(
     api_key, secret = active_credentials(key)
     payload = signature_payload(timestamp=timestamp, recv_window=recv_window, method=method, path=path, body=body)
     check_signature(secret=secret, payload=payload, signature=signature)
+    # Only once the signature is good: a caller without the secret learns nothing about the allowlist.
+    check_ip(api_key, ip)
     # The same request twice is a replay; and the key may have been revoked since
     # this worker cached it.
     claim_signature(key=key, signature=signature, window=window)
@@ -176,6 +201,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             method=request.method,
             path=request.get_full_path(),
             body=request.body,
+            ip=client_ip(meta),
         )
 
     def authenticate_header(self, request) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from accounts.models import User
+from accounts.models import ApiScope, User, default_api_scopes
 
 
 class SignUpForm(UserCreationForm):
@@ -19,4 +19,33 @@ class SignUpForm(UserCreationForm):
 class ApiKeyCreateForm(forms.Form):
     label = forms.CharField(
         max_length=64, required=False, help_text="A name to tell your keys apart, e.g. the bot that uses it."
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, initial=default_api_scopes, widget=forms.CheckboxSelectMultiple
+    )
+    ip_allowlist = forms.CharField(
+        required=False,
+        label="IP allowlist",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Addresses or networks the key may be used from, one per line or comma-separated "
+        "(e.g. 203.0.113.7 or 10.0.0.0/24). Required for withdraw; empty: anywhere.",
+    )
+    otp_code = forms.CharField(
+        required=False,
+        max_length=16,
+        label="Two-factor code",
+        help_text="Needed for the withdraw scope.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def clean_ip_allowlist(self) -> list[str]:
+        text = self.cleaned_data.get("ip_allowlist") or ""
+        return [entry for entry in text.replace(",", "\n").split() if entry]
+
+
+class OtpCodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=16,
+        label="Code from your authenticator app",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )

@@ -9,6 +9,7 @@ transaction, so each balance equals the sum of its entries.
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -108,18 +109,44 @@ class LedgerEntry(models.Model):
         return f"{self.reason} {self.amount} {self.asset} ({self.bucket}) for {self.user}"
 
 
+class ApiScope(models.TextChoices):
+    """What an API key may do: ``read`` (GET), ``trade`` (place and cancel orders), ``withdraw`` (pay out)."""
+
+    READ = "read", "Read balances, orders and trades"
+    TRADE = "trade", "Place and cancel orders"
+    WITHDRAW = "withdraw", "Withdraw funds (needs an IP allowlist and two-factor authentication)"
+
+
+def default_api_scopes() -> list[str]:
+    """Keys made before scopes existed, the demo's and the market maker's: read and trade, never withdraw."""
+    return [ApiScope.READ.value, ApiScope.TRADE.value]
+
+
 class ApiKey(models.Model):
-    """A key a bot signs its requests with (HMAC-SHA256); the secret is shown once and stored encrypted."""
+    """A key a bot signs its requests with (HMAC-SHA256); the secret is shown once and stored encrypted.
+
+    ``ip_allowlist`` holds networks in CIDR form ("203.0.113.7/32"); when it is
+    not empty, every request signed with the key must come from one of them.
+    A key with the ``withdraw`` scope must have one (a database constraint).
+    """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     label = models.CharField(max_length=64, blank=True, default="")
     key = models.CharField(max_length=64, unique=True)
     secret_encrypted = models.BinaryField()
+    scopes = ArrayField(models.CharField(max_length=16, choices=ApiScope.choices), default=default_api_scopes)
+    ip_allowlist = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(scopes__contains=[ApiScope.WITHDRAW.value]) | Q(ip_allowlist__len__gt=0),
+                name="api_key_withdraw_needs_ip_allowlist",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.label or 'API key'} ({self.key[:8]}...)"
@@ -127,3 +154,24 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class TwoFactorDevice(models.Model):
+    """A user's TOTP authenticator (RFC 6238, 30 s steps, 6 digits); the secret is stored encrypted.
+
+    Unconfirmed until the user proves it with a code; only a confirmed device
+    guards the login.  ``last_step`` is the time step of the last code accepted,
+    so a code is good once: an observed code cannot be replayed.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="two_factor")
+    secret_encrypted = models.BinaryField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_step = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"TOTP for {self.user} ({'on' if self.confirmed_at else 'pending'})"

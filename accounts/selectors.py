@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
+from exchange_site.errors import ApplicationError
 
 
 @functools.cache
@@ -69,3 +70,20 @@ def balances_of_assets(*, user: User, assets: Sequence[Asset]) -> list[AssetBala
 
 def asset_list() -> QuerySet[Asset]:
     return Asset.objects.order_by("symbol")
+
+
+def withdrawals_for_user(*, user: User) -> QuerySet[LedgerEntry]:
+    """``user``'s withdrawals, newest first: their ledger debits with reason ``withdrawal``."""
+    return (
+        LedgerEntry.objects.filter(user=user, reason=LedgerEntry.Reason.WITHDRAWAL, bucket=LedgerEntry.Bucket.AVAILABLE)
+        .select_related("asset")
+        .order_by("-id")
+    )
+
+
+def asset_by_symbol(*, symbol: str) -> Asset:
+    """The asset named ``symbol`` (any case), or ``ApplicationError`` ``unknown_asset`` (404)."""
+    asset = Asset.objects.filter(symbol=symbol.upper()).first()
+    if asset is None:
+        raise ApplicationError(f"There is no asset {symbol!r}.", code="unknown_asset", status=404)
+    return asset

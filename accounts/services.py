@@ -10,8 +10,11 @@ refuses any change that would overdraw, however many writers race.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import hmac
 import logging
+import re
 import secrets
 import time
 from collections import defaultdict
@@ -20,15 +23,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 
+import pyotp
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Asset, LedgerEntry, User
+from accounts.models import ApiKey, ApiScope, Asset, LedgerEntry, TwoFactorDevice, User
 from accounts.selectors import external_user_id
-from exchange_site import sql
+from exchange_site import sql, throttling
 from exchange_site.amounts import decimal_places, plain
+from exchange_site.client_ip import parse_allowlist
 from exchange_site.errors import ApplicationError
 from exchange_site.redis import get_redis
 
@@ -317,8 +322,42 @@ def api_key_secret(api_key: ApiKey) -> str:
     return _fernet().decrypt(bytes(api_key.secret_encrypted)).decode()
 
 
-def api_key_create(*, user: User, label: str = "") -> tuple[ApiKey, str]:
-    """Create a key; return it with its secret, which is never shown again."""
+def api_key_create(
+    *,
+    user: User,
+    label: str = "",
+    scopes: Sequence[str] = (ApiScope.READ, ApiScope.TRADE),
+    ip_allowlist: Sequence[str] = (),
+    otp_code: str | None = None,
+    by_operator: bool = False,
+) -> tuple[ApiKey, str]:
+    """Create a key; return it with its secret, which is never shown again.
+
+    A key with the ``withdraw`` scope can move money out, so it needs an IP
+    allowlist and, unless an operator makes it on the server
+    (``manage.py create_api_key``), a current code from the user's
+    two-factor device.  ``ip_allowlist`` restricts any key when given.
+    """
+    chosen = sorted({str(scope) for scope in scopes})
+    unknown = [scope for scope in chosen if scope not in ApiScope.values]
+    if unknown or not chosen:
+        raise ApplicationError(
+            f"Scopes must be chosen from {', '.join(ApiScope.values)}; got {', '.join(unknown) or 'none'}.",
+            code="invalid_scopes",
+            details={"allowed": list(ApiScope.values)},
+        )
+    try:
+        networks = parse_allowlist(ip_allowlist)
+    except ValueError as error:
+        raise ApplicationError(str(error), code="invalid_ip_allowlist") from None
+    if ApiScope.WITHDRAW in chosen:
+        if not networks:
+            raise ApplicationError(
+                "A key with the withdraw scope needs an IP allowlist: the addresses your bot calls from.",
+                code="ip_allowlist_required",
+            )
+        if not by_operator:
+            two_factor_check(user=user, code=otp_code)
     secret = secrets.token_urlsafe(32)
     with transaction.atomic(durable=True):
         api_key = ApiKey.objects.create(
@@ -326,7 +365,10 @@ def api_key_create(*, user: User, label: str = "") -> tuple[ApiKey, str]:
             label=label[:64],
             key=secrets.token_urlsafe(24),
             secret_encrypted=_fernet().encrypt(secret.encode()),
+            scopes=chosen,
+            ip_allowlist=networks,
         )
+    logger.info("api key created", extra={"user": user.pk, "scopes": ",".join(chosen), "ips": len(networks)})
     return api_key, secret
 
 
@@ -351,3 +393,203 @@ REVOKED_MARKER_SECONDS = 3600
 
 def revoked_marker(key: str) -> str:
     return f"api:revoked:{key}"
+
+
+# --- Two-factor authentication (TOTP, RFC 6238) ----------------------------------------------
+
+TOTP_STEP_SECONDS = 30
+# A code from the step before or after the current one is accepted: clocks drift and people type slowly.
+TOTP_DRIFT_STEPS = 1
+
+
+def _totp_secret(device: TwoFactorDevice) -> str:
+    return _fernet().decrypt(bytes(device.secret_encrypted)).decode()
+
+
+def two_factor_begin(*, user: User) -> tuple[TwoFactorDevice, str]:
+    """Start enabling two-factor authentication: a fresh secret for the user's authenticator app.
+
+    The device guards nothing until :func:`two_factor_confirm` sees a code from it.
+    Starting again replaces a pending (unconfirmed) secret.
+    """
+    secret = pyotp.random_base32()
+    with transaction.atomic(durable=True):
+        device = TwoFactorDevice.objects.select_for_update().filter(user=user).first()
+        if device is not None and device.confirmed_at is not None:
+            raise ApplicationError("Two-factor authentication is already on.", code="two_factor_already_enabled")
+        if device is None:
+            device = TwoFactorDevice(user=user)
+        device.secret_encrypted = _fernet().encrypt(secret.encode())
+        device.last_step = 0
+        device.save()
+    return device, secret
+
+
+def two_factor_pending_secret(*, user: User) -> str | None:
+    """The secret of ``user``'s unconfirmed device, to show it again while they set up their app."""
+    device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=True).first()
+    return None if device is None else _totp_secret(device)
+
+
+def two_factor_uri(*, user: User, secret: str) -> str:
+    """The ``otpauth://`` URI an authenticator app reads (from a QR code or typed in)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=settings.EXCHANGE["TOTP_ISSUER"])
+
+
+def _use_code(device: TwoFactorDevice, code: str | None) -> None:
+    """Accept ``code`` once: it must match a step near now not older than the last code used.
+
+    The UPDATE ... WHERE last_step < step is atomic, so two requests racing
+    with the same code cannot both pass.
+    """
+    code = (code or "").strip().replace(" ", "")
+    if not code:
+        raise ApplicationError(
+            "Enter the 6-digit code from your authenticator app.", code="two_factor_code_required", status=403
+        )
+    totp = pyotp.TOTP(_totp_secret(device))
+    now_step = int(time.time()) // TOTP_STEP_SECONDS
+    for step in range(now_step - TOTP_DRIFT_STEPS, now_step + TOTP_DRIFT_STEPS + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            if TwoFactorDevice.objects.filter(pk=device.pk, last_step__lt=step).update(last_step=step):
+                return
+            break  # that code was already used
+    raise ApplicationError(
+        "That code is not valid (or was already used); enter the current code from your authenticator app.",
+        code="two_factor_code_invalid",
+        status=403,
+    )
+
+
+def two_factor_enabled(user: User) -> bool:
+    return TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
+def two_factor_check(*, user: User, code: str | None) -> None:
+    """Refuse unless ``user`` has two-factor authentication on and ``code`` is a current, unused code."""
+    device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).first()
+    if device is None:
+        raise ApplicationError(
+            "This needs two-factor authentication: turn it on in your account first.",
+            code="two_factor_required",
+            status=403,
+        )
+    _use_code(device, code)
+
+
+def two_factor_confirm(*, user: User, code: str | None) -> None:
+    """Turn two-factor authentication on once the pending device's code checks out."""
+    device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=True).first()
+    if device is None:
+        raise ApplicationError(
+            "Start setting up two-factor authentication first.", code="two_factor_not_pending", status=409
+        )
+    _use_code(device, code)
+    TwoFactorDevice.objects.filter(pk=device.pk).update(confirmed_at=timezone.now())
+    logger.info("two-factor enabled", extra={"user": user.pk})
+
+
+def two_factor_disable(*, user: User, code: str | None) -> None:
+    """Turn two-factor authentication off; it takes a current code, so a stolen session alone cannot."""
+    two_factor_check(user=user, code=code)
+    TwoFactorDevice.objects.filter(user=user).delete()
+    logger.info("two-factor disabled", extra={"user": user.pk})
+
+
+# --- Withdrawals requested by users ---------------------------------------------------------
+
+_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+
+
+def withdrawal_request(
+    *,
+    user: User,
+    asset: Asset,
+    amount: Decimal,
+    address: str,
+    api_key: ApiKey | None = None,
+    otp_code: str | None = None,
+) -> None:
+    """A user's own withdrawal of ``amount`` of ``asset`` to ``address``, paid out through :func:`withdraw`.
+
+    From a session it takes a current two-factor code; with an API key the key
+    must have the ``withdraw`` scope (such a key was made with a code and
+    answers only from its allowlisted addresses).  The address is kept in the
+    ledger entry's note; sending on-chain is outside this exchange.
+    """
+    if not _ADDRESS.match(address or ""):
+        raise ApplicationError(
+            "The address must be 1-128 letters, digits or ':._-'.", code="invalid_address", details={"field": "address"}
+        )
+    if api_key is not None:
+        if not api_key.has_scope(ApiScope.WITHDRAW):
+            raise ApplicationError(
+                "This API key may not withdraw: it lacks the withdraw scope.",
+                code="scope_required",
+                status=403,
+                details={"scope": ApiScope.WITHDRAW.value},
+            )
+    else:
+        two_factor_check(user=user, code=otp_code)
+    withdraw(user=user, asset=asset, amount=amount, note=f"to {address}")
+
+
+# --- Login protection ----------------------------------------------------------------------
+
+
+def _login_bucket(username: str) -> str:
+    # Hashed: a username may hold any character, and Redis key names should not.
+    return hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+
+
+def _failures_key(username: str) -> str:
+    return f"login:failures:{_login_bucket(username)}"
+
+
+def login_attempt(*, username: str, ip: str) -> None:
+    """Count one login attempt; refuse it, before any password is checked, when throttled or locked out.
+
+    Rates per username and per client address are fixed windows in Redis.  The
+    lockout counts every attempt that reaches the password check as a failure
+    *in advance* (one atomic MULTI), and a successful login clears the count
+    (:func:`login_succeeded`): so however many attempts race, at most
+    ``LOGIN_LOCKOUT_FAILURES`` passwords or codes are checked per lockout
+    period.  The period starts at the first failure.  Raises ``ApplicationError``
+    ``login_throttled`` or ``login_locked`` (429, ``details.retry_after``).
+    """
+    for bucket, rate in (
+        (f"login:user:{_login_bucket(username)}", settings.EXCHANGE["LOGIN_RATE_PER_USERNAME"]),
+        (f"login:ip:{ip}", settings.EXCHANGE["LOGIN_RATE_PER_IP"]),
+    ):
+        wait = throttling.hit(bucket, rate=rate)
+        if wait is not None:
+            retry = max(int(wait + 0.999), 1)
+            raise ApplicationError(
+                f"Too many login attempts; try again in {retry} s.",
+                code="login_throttled",
+                status=429,
+                details={"retry_after": retry},
+            )
+    key = _failures_key(username)
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
+    pipe.incr(key)
+    pipe.ttl(key)
+    _, attempts, ttl = pipe.execute()
+    if attempts > settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"]:
+        wait = max(int(ttl), 1)
+        until = timezone.now() + dt.timedelta(seconds=wait)
+        if attempts == settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"] + 1:
+            logger.warning("login locked", extra={"until": until.isoformat()})
+        raise ApplicationError(
+            f"Too many failed logins for this account: it is locked until {until:%H:%M:%S} UTC "
+            f"(in {(wait + 59) // 60} min). Try again then.",
+            code="login_locked",
+            status=429,
+            details={"retry_after": wait, "until": until.isoformat()},
+        )
+
+
+def login_succeeded(*, username: str) -> None:
+    """The password (and code, if asked) were right: the attempts counted against the lockout are forgiven."""
+    get_redis().delete(_failures_key(username))

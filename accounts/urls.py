@@ -5,13 +5,14 @@ from accounts import views
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="accounts/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/verify/", views.login_verify, name="login-verify"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
     path("account/api-keys/", views.api_key_create, name="api-key-create"),
     path("account/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),
+    path("account/2fa/", views.two_factor, name="two-factor"),
+    path("account/2fa/setup/", views.two_factor_setup, name="two-factor-setup"),
+    path("account/2fa/confirm/", views.two_factor_confirm, name="two-factor-confirm"),
+    path("account/2fa/disable/", views.two_factor_disable, name="two-factor-disable"),
 ]

@@ -1,22 +1,31 @@
-"""Account pages: sign up, the account (balances, ledger history) and API keys.
+"""Account pages: sign up, log in (throttled, with a two-factor step), the account, API keys, two-factor setup.
 
-Log in and log out are Django's own views (see accounts/urls.py).
+Log out is Django's own view (see accounts/urls.py).
 """
 
 from __future__ import annotations
 
+import time
+
+import segno
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
-from accounts.forms import ApiKeyCreateForm, SignUpForm
-from accounts.models import ApiKey
+from accounts.forms import ApiKeyCreateForm, OtpCodeForm, SignUpForm
+from accounts.models import ApiKey, User
+from exchange_site.client_ip import client_ip
 from exchange_site.errors import ApplicationError
 
 LEDGER_PAGE_SIZE = 50
@@ -50,6 +59,7 @@ def _render_account(
         "api_keys": selectors.api_keys_for_user(user=user),
         "key_form": key_form or ApiKeyCreateForm(),
         "new_key": new_key,
+        "two_factor_enabled": services.two_factor_enabled(user),
     }
     return render(request, "accounts/account.html", context, status=status)
 
@@ -61,7 +71,18 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST)
     if not form.is_valid():
         return _render_account(request, key_form=form, status=400)
-    api_key, secret = services.api_key_create(user=request.user, label=form.cleaned_data["label"])
+    data = form.cleaned_data
+    try:
+        api_key, secret = services.api_key_create(
+            user=request.user,
+            label=data["label"],
+            scopes=data["scopes"],
+            ip_allowlist=data["ip_allowlist"],
+            otp_code=data["otp_code"],
+        )
+    except ApplicationError as refusal:
+        form.add_error(None, f"{refusal.message} ({refusal.code})")
+        return _render_account(request, key_form=form, status=refusal.status_code)
     api_key.secret = secret  # shown in this response only; it is stored encrypted and never shown again
     return _render_account(request, new_key=api_key, status=201)
 
@@ -75,4 +96,139 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
         messages.error(request, f"{refusal.message} ({refusal.code})")
     else:
         messages.success(request, f"API key {api_key.key[:8]}... revoked: requests signed with it are refused.")
+    return redirect("account")
+
+
+# --- Log in: throttled per username and address, locked after repeated failures, then the 2FA step ---------
+
+PENDING_2FA = "pending_2fa"
+PENDING_2FA_SECONDS = 300
+
+
+def _refused_login(request: HttpRequest, refusal: ApplicationError, *, template: str, context: dict) -> HttpResponse:
+    response = render(request, template, {**context, "refusal": refusal}, status=refusal.status_code)
+    if "retry_after" in refusal.details:
+        response["Retry-After"] = str(refusal.details["retry_after"])
+    return response
+
+
+def _ip_of(request: HttpRequest) -> str:
+    return str(client_ip(request.META) or "unknown")
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, with each attempt counted before the password is checked (``services.login_attempt``).
+
+    A user with two-factor authentication on is not logged in yet: the session
+    remembers who passed the password for a few minutes and ``login_verify``
+    asks for the code.
+    """
+
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        username = request.POST.get("username", "")
+        try:
+            services.login_attempt(username=username, ip=_ip_of(request))
+        except ApplicationError as refusal:
+            # An unbound form: a bound one would check the password when the template shows its
+            # errors, and its answer would tell a throttled guesser whether the guess was right.
+            form = self.get_form_class()(self.request, initial={"username": username})
+            return _refused_login(
+                request, refusal, template=self.template_name, context=self.get_context_data(form=form)
+            )
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form) -> HttpResponse:
+        user = form.get_user()
+        if services.two_factor_enabled(user):
+            self.request.session[PENDING_2FA] = {
+                "user_id": user.pk,
+                "backend": user.backend,
+                "at": time.time(),
+                "next": self.get_success_url(),
+            }
+            return redirect("login-verify")
+        services.login_succeeded(username=user.get_username())
+        return super().form_valid(form)
+
+
+@never_cache
+@csrf_protect
+def login_verify(request: HttpRequest) -> HttpResponse:
+    """The second step of a login with two-factor authentication on: the code from the app."""
+    pending = request.session.get(PENDING_2FA)
+    if not pending or time.time() - pending["at"] > PENDING_2FA_SECONDS:
+        request.session.pop(PENDING_2FA, None)
+        messages.error(request, "Log in again: the two-factor step expired or was not started.")
+        return redirect("login")
+    user = User.objects.get(pk=pending["user_id"])
+    form = OtpCodeForm(request.POST or None)
+    template = "accounts/login_verify.html"
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.login_attempt(username=user.get_username(), ip=_ip_of(request))
+            services.two_factor_check(user=user, code=form.cleaned_data["code"])
+        except ApplicationError as refusal:
+            return _refused_login(request, refusal, template=template, context={"form": form})
+        del request.session[PENDING_2FA]
+        login(request, user, backend=pending["backend"])
+        services.login_succeeded(username=user.get_username())
+        target = pending["next"]
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = settings.LOGIN_REDIRECT_URL
+        return redirect(target)
+    return render(request, template, {"form": form}, status=400 if form.errors else 200)
+
+
+# --- Two-factor setup -------------------------------------------------------------------------------------
+
+
+@never_cache  # shows the secret while it is being set up
+@login_required
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Two-factor state: on (with a form to turn it off), being set up (secret, QR, confirm) or off."""
+    user = request.user
+    context: dict = {"enabled": services.two_factor_enabled(user), "form": OtpCodeForm()}
+    secret = None if context["enabled"] else services.two_factor_pending_secret(user=user)
+    if secret is not None:
+        uri = services.two_factor_uri(user=user, secret=secret)
+        context |= {"secret": secret, "uri": uri, "qr": mark_safe(segno.make(uri).svg_inline(scale=4))}  # noqa: S308
+    return render(request, "accounts/two_factor.html", context)
+
+
+@login_required
+@require_POST
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    try:
+        services.two_factor_begin(user=request.user)
+    except ApplicationError as refusal:
+        messages.error(request, f"{refusal.message} ({refusal.code})")
+    return redirect("two-factor")
+
+
+@login_required
+@require_POST
+def two_factor_confirm(request: HttpRequest) -> HttpResponse:
+    form = OtpCodeForm(request.POST)
+    try:
+        services.two_factor_confirm(user=request.user, code=form.data.get("code"))
+    except ApplicationError as refusal:
+        messages.error(request, f"{refusal.message} ({refusal.code})")
+        return redirect("two-factor")
+    messages.success(request, "Two-factor authentication is on: logins now ask for a code.")
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def two_factor_disable(request: HttpRequest) -> HttpResponse:
+    form = OtpCodeForm(request.POST)
+    try:
+        services.two_factor_disable(user=request.user, code=form.data.get("code"))
+    except ApplicationError as refusal:
+        messages.error(request, f"{refusal.message} ({refusal.code})")
+        return redirect("two-factor")
+    messages.success(request, "Two-factor authentication is off.")
     return redirect("account")

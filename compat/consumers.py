@@ -38,9 +38,10 @@ from compat import marketstreams, selectors
 from compat import services as compat_services
 from compat.errors import BinanceError
 from compat.marketstreams import StreamName, parse_stream_name
-from compat.signing import key_only, verify, ws_api_payload
+from compat.signing import invalid_key, key_only, verify, ws_api_payload
 from compat.symbols import index
 from compat.userdata import OrderFacts, UserEventTranslator
+from exchange_site.client_ip import IPAddress, client_ip_from
 from marketdata import streams
 from marketdata.klines import to_millis
 
@@ -418,18 +419,28 @@ class WsApiConsumer(AsyncWebsocketConsumer):
             return await self._listen_key(method, params)
         raise BinanceError(-1020, f"Unsupported method {method!r}: see docs/binance-compat.md for what is served.")
 
+    def _client_ip(self) -> IPAddress | None:
+        """The client's address for API-key allowlists, read as ``exchange_site.client_ip`` reads HTTP requests."""
+        headers = dict(self.scope.get("headers", []))
+        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
+        client = self.scope.get("client")
+        return client_ip_from(remote_addr=client[0] if client else "", forwarded_for=forwarded)
+
     async def _subscribe(self, params: dict[str, str]) -> dict[str, int]:
         if self.user is not None:
             raise BinanceError(-2035, "User Data Stream subscription already active.")
         key = params.get("apiKey")
         if not key:
             raise BinanceError(-1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")
-        user, _ = await database_sync_to_async(verify)(
+        user, api_key = await database_sync_to_async(verify)(
             key=key,
             params=params,
             payload=ws_api_payload(params),
             signature=params.get("signature"),
+            ip=self._client_ip(),
         )
+        if not api_key.has_scope("read"):
+            raise invalid_key()
         self.user = UserStream(user.pk)
         self.subscription_id = self.next_subscription_id
         self.next_subscription_id += 1
@@ -437,7 +448,9 @@ class WsApiConsumer(AsyncWebsocketConsumer):
         return {"subscriptionId": self.subscription_id}
 
     async def _listen_key(self, method: str, params: dict[str, str]) -> dict[str, str]:
-        user, _ = await database_sync_to_async(key_only)(params.get("apiKey"))
+        user, api_key = await database_sync_to_async(key_only)(params.get("apiKey"), ip=self._client_ip())
+        if not api_key.has_scope("read"):
+            raise invalid_key()
         if method == "userDataStream.start":
             return {"listenKey": await database_sync_to_async(compat_services.listen_key_create)(user=user)}
         listen_key = params.get("listenKey")

@@ -21,19 +21,23 @@ from __future__ import annotations
 import time
 
 from rest_framework import authentication, status
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from accounts.authentication import (
     SignatureRefused,
     active_credentials,
+    check_ip,
     check_not_revoked,
     check_request_time,
     check_signature,
     claim_signature,
 )
 from accounts.models import ApiKey, User
+from accounts.permissions import required_scope
 from compat.errors import INTEGER_PATTERN, BinanceError, illegal, mandatory
 from compat.params import Params, parse_pairs
+from exchange_site.client_ip import IPAddress, client_ip
 
 API_KEY_HEADER = "HTTP_X_MBX_APIKEY"
 MAX_RECV_WINDOW_MS = 60_000
@@ -98,7 +102,9 @@ def missing_key() -> BinanceError:
     return BinanceError(-2014, "API-key format invalid.", status=status.HTTP_401_UNAUTHORIZED)
 
 
-def verify(*, key: str, params: Params, payload: str, signature: str | None) -> tuple[User, ApiKey]:
+def verify(
+    *, key: str, params: Params, payload: str, signature: str | None, ip: IPAddress | None
+) -> tuple[User, ApiKey]:
     """The user and key behind a signed request, or the ``BinanceError`` Binance would answer."""
     timestamp = params.get("timestamp") or ""
     recv_window = params.get("recvWindow") or ""
@@ -110,18 +116,20 @@ def verify(*, key: str, params: Params, payload: str, signature: str | None) -> 
         window = check_request_time(timestamp=timestamp, recv_window=recv_window)
         api_key, secret = active_credentials(key)
         check_signature(secret=secret, payload=payload.encode(), signature=signature)
+        check_ip(api_key, ip)
         claim_signature(key=key, signature=signature, window=window)
     except SignatureRefused as error:
         raise refusal(error, timestamp=timestamp, recv_window=recv_window) from None
     return api_key.user, api_key
 
 
-def key_only(key: str | None) -> tuple[User, ApiKey]:
+def key_only(key: str | None, *, ip: IPAddress | None) -> tuple[User, ApiKey]:
     """The user behind an API key sent without a signature (Binance's USER_STREAM and MARKET_DATA calls)."""
     if not key:
         raise missing_key()
     try:
         api_key, _ = active_credentials(key)
+        check_ip(api_key, ip)
         check_not_revoked(key)
     except SignatureRefused:
         raise invalid_key() from None
@@ -140,7 +148,9 @@ class BinanceSignature(authentication.BaseAuthentication):
         payload, signature = total_params(query, body)
         params = {**parse_pairs(body), **parse_pairs(query)}
         params.pop("signature", None)
-        user, api_key = verify(key=key, params=params, payload=payload, signature=signature)
+        user, api_key = verify(
+            key=key, params=params, payload=payload, signature=signature, ip=client_ip(request._request.META)
+        )
         request.binance_params = params
         return user, api_key
 
@@ -152,7 +162,21 @@ class BinanceApiKey(authentication.BaseAuthentication):
     """DRF authentication for calls Binance authorises by the API key alone (listen keys)."""
 
     def authenticate(self, request: Request):
-        return key_only(request.META.get(API_KEY_HEADER))
+        return key_only(request.META.get(API_KEY_HEADER), ip=client_ip(request._request.META))
 
     def authenticate_header(self, request: Request) -> str:
         return "X-MBX-APIKEY"
+
+
+class BinanceKeyScopes(BasePermission):
+    """The key's scopes, as ``accounts.permissions.ApiKeyScopes`` has them, refused in Binance's words.
+
+    Binance answers a key without the permission (e.g. reading-only, placing an
+    order) with -2015 "Invalid API-key, IP, or permissions for action.".
+    """
+
+    def has_permission(self, request: Request, view) -> bool:
+        api_key = request.auth
+        if isinstance(api_key, ApiKey) and not api_key.has_scope(required_scope(request.method, view)):
+            raise invalid_key()
+        return True

@@ -37,9 +37,10 @@ from compat.errors import (
     not_required,
     unsupported_combination,
 )
-from compat.signing import BinanceApiKey, BinanceSignature
+from compat.signing import BinanceApiKey, BinanceKeyScopes, BinanceSignature
 from compat.symbols import binance_symbol, market_for_symbol
 from exchange_site.errors import ApplicationError
+from exchange_site.throttling import ThrottleOrderPlacement
 from marketdata import selectors as marketdata
 from marketdata.klines import EPOCH
 from marketdata.streams import KLINE_INTERVALS
@@ -84,14 +85,16 @@ class SignedView(BinanceView):
     """``SIGNED`` (TRADE and USER_DATA) endpoints: ``X-MBX-APIKEY`` and a ``signature`` (compat.signing)."""
 
     authentication_classes = (BinanceSignature,)
-    permission_classes = (IsAuthenticated,)
+    permission_classes = (IsAuthenticated, BinanceKeyScopes)
 
 
 class ApiKeyView(BinanceView):
     """USER_STREAM endpoints: the API key alone, as Binance has it."""
 
     authentication_classes = (BinanceApiKey,)
-    permission_classes = (IsAuthenticated,)
+    permission_classes = (IsAuthenticated, BinanceKeyScopes)
+    # A listen key only reads (the user's own events): creating or closing one needs ``read``.
+    required_scopes = {"POST": "read", "PUT": "read", "DELETE": "read"}
 
 
 def _limit(p: params.Params, *, default: int, maximum: int) -> int:
@@ -448,7 +451,7 @@ def _own_order(request: Request, market: Market, lookup: dict, *, cancelling: bo
     return order
 
 
-class OrderView(SignedView):
+class OrderView(ThrottleOrderPlacement, SignedView):
     """Place (POST), query (GET) and cancel (DELETE) one order."""
 
     def post(self, request: Request) -> Response:

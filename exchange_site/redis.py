@@ -28,7 +28,13 @@ class _ProcessClient:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+                    # Blocking: a burst of threads beyond the pool's 100 connections waits
+                    # (up to 10 s) for one to come back instead of failing at once with
+                    # "Too many connections" (seen with 200 request threads in one process).
+                    pool = redis.BlockingConnectionPool.from_url(
+                        settings.REDIS_URL, max_connections=100, timeout=10, health_check_interval=30
+                    )
+                    self._client = redis.Redis.from_pool(pool)
                 client = self._client
         return client
 

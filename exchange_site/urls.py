@@ -24,6 +24,7 @@ api_v1 = [
     path("account/balances", accounts_api.BalancesView.as_view(), name="balances"),
     path("api-keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", accounts_api.ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("withdrawals", accounts_api.WithdrawalsView.as_view(), name="withdrawals"),
     path("orders", orders_api.OrdersView.as_view(), name="orders"),
     path("orders/open", orders_api.OpenOrdersView.as_view(), name="orders-open"),
     path("orders/cancel-all", orders_api.CancelAllView.as_view(), name="orders-cancel-all"),

@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework import exceptions
 
 from accounts.authentication import verify_signed_request
+from exchange_site.client_ip import client_ip_from
 from exchange_site.errors import ApplicationError
 from marketdata import streams
 from markets.selectors import market_get
@@ -53,7 +54,9 @@ class ClientError(Exception):
 
 
 @database_sync_to_async
-def _authenticate_api_key(headers: dict[str, str], path: str):
+def _authenticate_api_key(headers: dict[str, str], path: str, client: tuple | None):
+    forwarded = headers.get("x-forwarded-for", "")
+    ip = client_ip_from(remote_addr=client[0] if client else "", forwarded_for=forwarded)
     user, _ = verify_signed_request(
         key=headers["x-api-key"],
         timestamp=headers.get("x-timestamp", ""),
@@ -62,6 +65,7 @@ def _authenticate_api_key(headers: dict[str, str], path: str):
         method="GET",
         path=path,
         body=b"",
+        ip=ip,
     )
     return user
 
@@ -91,7 +95,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             query = self.scope.get("query_string", b"").decode("latin-1")
             path = self.scope["path"] + (f"?{query}" if query else "")
             try:
-                user = await _authenticate_api_key(headers, path)
+                user = await _authenticate_api_key(headers, path, self.scope.get("client"))
             except exceptions.AuthenticationFailed as error:
                 await self._send_error(None, "authentication_failed", str(error.detail))
                 await self.close(code=CLOSE_UNAUTHENTICATED)

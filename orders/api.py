@@ -15,6 +15,7 @@ from exchange_site.amounts import plain, plain_or_none
 from exchange_site.api import error_body, validation_error_body
 from exchange_site.errors import ApplicationError
 from exchange_site.fields import AmountField
+from exchange_site.throttling import ThrottleOrderPlacement
 from markets.models import Market
 from markets.selectors import market_get
 from orders import selectors, services
@@ -159,7 +160,7 @@ def _market_or_none(symbol: str | None):
     return market_get(symbol=symbol) if symbol else None
 
 
-class OrdersView(APIView):
+class OrdersView(ThrottleOrderPlacement, APIView):
     """Place an order, or page through your order history (newest first)."""
 
     @extend_schema(
@@ -211,7 +212,7 @@ def _batch_result(outcome, ok_status: int) -> dict:
     return {"status": ok_status, "order": OrderSerializer(outcome).data}
 
 
-class OrdersBatchView(APIView):
+class OrdersBatchView(ThrottleOrderPlacement, APIView):
     """Place up to 20 orders at once; each is accepted or refused on its own (see each result's status)."""
 
     @extend_schema(request=BatchPlaceSerializer, responses=BatchResultsSerializer)

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from exchange_site import throttling
 from exchange_site.amounts import plain
 from exchange_site.errors import ApplicationError
 from markets.views import market_or_404, render_trade_page
@@ -34,6 +35,12 @@ def place(request: HttpRequest, symbol: str) -> HttpResponse:
     form = OrderForm(request.POST)
     if not form.is_valid():
         return render_trade_page(request, market, form=form, status=400)
+    wait = throttling.order_placement_wait(request.user.pk)
+    if wait is not None:
+        refusal = ApplicationError(f"Too many orders; try again in {int(wait) + 1} s.", code="throttled", status=429)
+        response = render_trade_page(request, market, form=form, refusal=refusal, status=429)
+        response["Retry-After"] = str(int(wait) + 1)
+        return response
     try:
         order = services.place_order(user=request.user, market=market, request=form.order_request())
     except ApplicationError as refusal:

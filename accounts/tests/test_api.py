@@ -105,7 +105,8 @@ def test_create_api_key_shows_the_secret_once(as_alice, alice):
 
     assert response.status_code == 201
     created = response.json()
-    assert set(created) == {"id", "label", "key", "created_at", "revoked_at", "secret"}
+    assert set(created) == {"id", "label", "key", "scopes", "ip_allowlist", "created_at", "revoked_at", "secret"}
+    assert created["scopes"] == ["read", "trade"] and created["ip_allowlist"] == []
     assert created["label"] == "my bot" and created["revoked_at"] is None
     stored = ApiKey.objects.get(pk=created["id"])
     assert stored.user == alice and stored.key == created["key"]

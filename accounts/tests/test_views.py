@@ -74,7 +74,7 @@ def test_account_page_shows_own_balances_ledger_and_keys_only(alice, bob, btc):
 
 def test_creating_an_api_key_shows_its_secret_once(alice):
     client = logged_in(alice)
-    response = client.post("/account/api-keys/", {"label": "grid bot"})
+    response = client.post("/account/api-keys/", {"label": "grid bot", "scopes": ["read", "trade"]})
     assert response.status_code == 201
     assert "no-store" in response["Cache-Control"]
     key = ApiKey.objects.get(user=alice)

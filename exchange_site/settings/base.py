@@ -142,7 +142,11 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A request signed with an API key also needs the key's scope (read, trade, withdraw).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.ApiKeyScopes",
+    ],
     "DEFAULT_PARSER_CLASSES": ["exchange_site.api.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "exchange_site.api.exception_handler",
@@ -156,6 +160,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="60/minute"),
         "user": env("THROTTLE_USER", default="6000/minute"),
+        # Order placement per user (exchange_site.throttling.OrderRateThrottle), REST and Binance API.
+        "orders": env("THROTTLE_ORDERS", default="1200/minute"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
 }
@@ -172,6 +178,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ApiScopeEnum": "accounts.models.ApiScope"},
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL.replace("unix://", "redis+socket://", 1))
@@ -190,6 +197,14 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 EXCHANGE = {
+    # Login: attempts per username and per client address (fixed windows in Redis), and the
+    # lockout after repeated failures (wrong password or two-factor code).
+    "LOGIN_RATE_PER_USERNAME": env("LOGIN_RATE_PER_USERNAME", default="10/minute"),
+    "LOGIN_RATE_PER_IP": env("LOGIN_RATE_PER_IP", default="30/minute"),
+    "LOGIN_LOCKOUT_FAILURES": env.int("LOGIN_LOCKOUT_FAILURES", default=5),
+    "LOGIN_LOCKOUT_SECONDS": env.int("LOGIN_LOCKOUT_SECONDS", default=900),
+    # Name authenticator apps show next to the code.
+    "TOTP_ISSUER": env("TOTP_ISSUER", default="Exchange"),
     # How long a signed API request stays valid, and the largest window a client may ask for.
     "API_RECV_WINDOW_MS": env.int("API_RECV_WINDOW_MS", default=5000),
     "API_MAX_RECV_WINDOW_MS": 60000,

@@ -1,0 +1,28 @@
+"""Test helpers for two-factor authentication: real TOTP codes computed from the stored secret."""
+
+from __future__ import annotations
+
+import time
+
+import pyotp
+
+from accounts import services
+from accounts.models import TwoFactorDevice, User
+
+
+def code_for(secret: str, *, offset: int = 0) -> str:
+    """The code an authenticator app shows now (``offset`` steps of 30 s later or earlier)."""
+    return pyotp.TOTP(secret).generate_otp(int(time.time()) // services.TOTP_STEP_SECONDS + offset)
+
+
+def enable_two_factor(user: User) -> str:
+    """Turn two-factor authentication on for ``user`` as the pages do; return the secret."""
+    _, secret = services.two_factor_begin(user=user)
+    services.two_factor_confirm(user=user, code=code_for(secret))
+    return secret
+
+
+def fresh_code(user: User, secret: str) -> str:
+    """A code that has not been used yet: as if the next 30 s step had come (each code is good once)."""
+    TwoFactorDevice.objects.filter(user=user).update(last_step=0)
+    return code_for(secret)
