@@ -14,6 +14,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from exchange_site import outages
 from exchange_site.errors import ApplicationError
 
 # DRF's own exceptions mapped to stable codes people and bots can switch on.
@@ -52,9 +53,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn ApplicationError and DRF's errors into ``{"code", "message", "details"}``."""
+    """Turn ApplicationError, DRF's errors and backend outages (503) into ``{"code", "message", "details"}``."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if outages.is_outage(exc):
+        outages.log_outage(exc, context["request"].path if context.get("request") else "")
+        return Response(
+            error_body(outages.CODE, outages.MESSAGE),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(outages.RETRY_AFTER_S)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
