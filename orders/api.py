@@ -179,6 +179,7 @@ class OrdersView(APIView):
     @extend_schema(
         parameters=[HistoryFilterSerializer, OpenApiParameter("limit", int)],
         responses=cursor_page("OrderPage", OrderSerializer),
+        operation_id="v1_orders_list",
     )
     def get(self, request: Request) -> Response:
         filters = HistoryFilterSerializer(data=request.query_params)
@@ -327,6 +328,7 @@ class MyTradesView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int)],
         responses=cursor_page("TradePage", TradeSerializer),
+        operation_id="v1_trades_list",
     )
     def get(self, request: Request) -> Response:
         market = _market_or_none(request.query_params.get("market"))

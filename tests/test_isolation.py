@@ -84,8 +84,16 @@ ISOLATION = {
     "api/v3/userDataStream": ["test_binance_listen_key_of_another_user_does_not_exist"],
     "sapi/v1/asset/tradeFee": ["test_binance_lists_show_only_your_own"],
     "sapi/v1/capital/config/getall": ["test_binance_lists_show_only_your_own"],
-    "ws:ws": ["test_ws_private_events_reach_only_their_owner", "test_ws_streams_naming_another_user_are_refused"],
-    "ws:binance/ws-api/v3": ["test_ws_binance_api_refuses_another_users_listen_key"],
+    "ws:ws": [
+        "test_ws_private_events_reach_only_their_owner",
+        "test_ws_streams_naming_another_user_are_refused",
+        "test_ws_anonymous_clients_get_no_private_stream",
+        "test_ws_a_foreign_origin_is_refused_on_every_route",
+    ],
+    "ws:binance/ws-api/v3": [
+        "test_ws_binance_api_refuses_another_users_listen_key",
+        "test_ws_a_foreign_origin_is_refused_on_every_route",
+    ],
 }
 
 # Routes that hold nothing of any one user, and why.
@@ -646,4 +654,61 @@ async def test_ws_binance_api_refuses_another_users_listen_key(market, alice, bo
     refused = await ask(ws, {"id": 5, "method": "userDataStream.subscribe.signature", "params": signed})
     assert refused["status"] == 400
     assert await sync_to_async(listen_key_user_id)(bob_listen_key) == bob.pk
+    await ws.disconnect()
+
+
+# --- WebSocket origin and anonymous clients (see also marketdata/tests/test_consumer.py) --------------
+
+WS_PATHS = ["/ws", "/binance/ws", "/binance/ws/btcusdt@trade", "/binance/stream?streams=btcusdt@trade",
+            "/binance/ws-api/v3"]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("_close_ws_db_connections")
+@pytest.mark.parametrize("path", WS_PATHS)
+async def test_ws_a_foreign_origin_is_refused_on_every_route(market, alice, client, path):
+    await sync_to_async(client.force_login)(alice)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    foreign = WebsocketCommunicator(
+        application, path, headers=[(b"origin", b"https://evil.example"), (b"host", b"localhost"), (b"cookie", cookie)]
+    )
+    connected, _ = await foreign.connect()
+    assert not connected
+    own = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
+    connected, _ = await own.connect()
+    assert connected
+    await own.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("_close_ws_db_connections")
+async def test_ws_anonymous_clients_get_no_private_stream(market, alice, bob, client):
+    """Anonymous (or a session cookie without Origin, i.e. not a browser): every private stream is refused."""
+    await sync_to_async(client.force_login)(bob)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    for headers in ([], [(b"cookie", cookie)]):
+        ws = await ws_connect("/ws", headers)
+        for number, name in enumerate(PRIVATE):
+            reply = await ask(ws, {"method": "SUBSCRIBE", "params": [name], "id": number})
+            assert reply["error"]["code"] == "unauthenticated", name
+        assert await ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 9}) == {"result": [], "id": 9}
+        await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("_close_ws_db_connections")
+async def test_ws_binance_streams_give_no_user_data_without_the_owners_listen_key(market, alice, bob, usdt):
+    bob_listen_key = await sync_to_async(compat_services.listen_key_create)(user=bob)
+    guessed = "0" * 60  # well-formed, owned by nobody
+    ws = await ws_connect(f"/binance/ws/{guessed}")
+    live = await ask(ws, {"method": "SUBSCRIBE", "params": [bob_listen_key], "id": 1})
+    assert live["error"]["code"] == 2  # listen keys open a stream only in the URL, never by a live SUBSCRIBE
+    assert await ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 2}) == {"result": [], "id": 2}
+    await sync_to_async(place_limit)(bob, market, "buy", "0.1", "99")
+    await sync_to_async(EngineDriver([market]).drain)()
+    await sync_to_async(money.deposit)(user=bob, asset=usdt, amount=Decimal("1"))
+    assert await ws.receive_nothing(timeout=0.5)
     await ws.disconnect()
