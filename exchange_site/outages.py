@@ -47,7 +47,8 @@ def is_outage(exc: BaseException) -> bool:
 
 def log_outage(exc: BaseException, request_path: str) -> None:
     """An outage is an incident (unlike a refused request): log it, without a traceback per request."""
-    logger.error("backend_unavailable path=%s error=%s: %s", request_path, type(exc).__name__, exc)
+    detail = " ".join(str(exc).split())[:300]  # psycopg's messages span lines; keep one log line per request
+    logger.error("backend_unavailable path=%s error=%s: %s", request_path, type(exc).__name__, detail)
 
 
 class OutageMiddleware:
