@@ -40,12 +40,13 @@ from compat.symbols import index as binance_symbols
 from compat.tests.binance import BinanceClient, binance_signature, now_ms
 from exchange_site.amounts import plain
 from exchange_site.asgi import application
+from exchange_site.redis import get_redis
 from marketdata import routing as marketdata_routing
 from orders.models import Order, Trade
 from orders.streams import stream_key
 from tests.engine_driver import EngineDriver
 from tests.factories import UserFactory, fund, place_limit
-from tests.signing import signed_headers
+from tests.signing import signed_headers, signed_request
 
 NEVER_USED_ID = 987_654_321
 
@@ -245,8 +246,6 @@ def world(market, alice, bob, btc, usdt) -> World:
 
 def cancel_commands() -> set[int]:
     """Order ids the web tier asked the engine to cancel (the command stream in Redis)."""
-    from exchange_site.redis import get_redis
-
     entries = get_redis().xrange(stream_key("BTC_USDT"))
     return {int(fields[b"o"]) for _, fields in entries if fields[b"c"] == b"cancel"}
 
@@ -314,7 +313,10 @@ def test_rest_object_endpoints_refuse_another_users_id(world, method, template, 
     )
     assert others_state(world) == before
     # Bob's key still signs Bob's requests.
-    assert session_for(world.bob).get("/api/v1/api-keys").json()[0]["revoked_at"] is None
+    signed = signed_request(
+        APIClient(), "GET", "/api/v1/account/balances", key=world.bob_key.key, secret=world.bob_secret
+    )
+    assert signed.status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)
