@@ -1,7 +1,7 @@
 # One-word targets; each is a thin wrapper around the commands the README shows.
 PY := .venv/bin/python
 
-.PHONY: run test lint fmt bench check services-up services-down adversarial
+.PHONY: run test lint fmt bench check services-up services-down adversarial security
 
 run:
 	python3 scripts/dev.py run
@@ -42,3 +42,9 @@ adversarial:
 	rm -rf .data/test/reliability
 	ADVERSARIAL_FULL=1 python3 scripts/dev.py test -q $(ADVERSARIAL)
 	cat .data/test/reliability/*.json
+
+# Hostile users and input: cross-user isolation, schemathesis (harder than in the suite), bandit, outages.
+SECURITY := tests/test_isolation.py tests/test_schemathesis.py tests/test_security_scans.py \
+	exchange_site/tests/test_outages.py exchange_site/tests/test_api_errors.py exchange_site/tests/test_production_settings.py
+security:
+	SCHEMATHESIS_EXAMPLES=100 python3 scripts/dev.py test -q -s $(SECURITY)

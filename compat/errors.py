@@ -16,6 +16,7 @@ from typing import Any
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from exchange_site import outages
 from exchange_site.errors import ApplicationError
 
 DECIMAL_PATTERN = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
@@ -107,6 +108,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Every refusal of the Binance-compatible API in Binance's shape (DRF's own exceptions included)."""
     if isinstance(exc, ApplicationError):
         exc = from_application_error(exc)
+    if outages.is_outage(exc):
+        # Binance's -1001 ("DISCONNECTED"): clients (CCXT: ExchangeNotAvailable) retry it.
+        outages.log_outage(exc, context["request"].path if context.get("request") else "")
+        return Response(
+            {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(outages.RETRY_AFTER_S)},
+        )
     if isinstance(exc, BinanceError):
         return Response(exc.body(), status=exc.status_code)
     if isinstance(exc, exceptions.Throttled):

@@ -8,12 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from exchange_site import outages
 from exchange_site.errors import ApplicationError
 
 # DRF's own exceptions mapped to stable codes people and bots can switch on.
@@ -52,9 +54,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn ApplicationError and DRF's errors into ``{"code", "message", "details"}``."""
+    """Turn ApplicationError, DRF's errors and backend outages (503) into ``{"code", "message", "details"}``."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if outages.is_outage(exc):
+        outages.log_outage(exc, context["request"].path if context.get("request") else "")
+        return Response(
+            error_body(outages.CODE, outages.MESSAGE),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(outages.RETRY_AFTER_S)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -86,3 +95,26 @@ def _first_message(details: Any, prefix: str = "") -> str:
     if isinstance(details, list) and details:
         return _first_message(details[0], prefix)
     return f"{prefix}{details}"
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/sapi/"))
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: a path no route matches (``/api/v1/orders/abc``) is a JSON 404 under /api/, a page elsewhere.
+
+    Inside a DRF view the exception handler already answers; this covers the URL
+    resolver itself, which runs before any view (found by schemathesis).
+    """
+    if _is_api(request):
+        message = f"No API endpoint matches {request.path[:200]!r}; the endpoints are listed at /api/docs."
+        return JsonResponse(error_body("not_found", message), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400``: a request Django refuses before any view (e.g. too many fields), in the API's shape."""
+    if _is_api(request):
+        return JsonResponse(error_body("malformed_request", "The request could not be read."), status=400)
+    return defaults.bad_request(request, exception)

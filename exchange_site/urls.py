@@ -13,6 +13,10 @@ from orders import api as orders_api
 
 from . import health_views
 
+# Outside any view (no route matched, or a request Django refused), /api/ still answers in its error shape.
+handler400 = "exchange_site.api.bad_request"
+handler404 = "exchange_site.api.not_found"
+
 api_v1 = [
     path("markets", markets_api.MarketsView.as_view(), name="markets"),
     path("markets/<str:symbol>", markets_api.MarketDetailView.as_view(), name="market-detail"),

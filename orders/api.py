@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -25,10 +25,11 @@ from orders.parsing import parse_place_order
 
 class OrderSerializer(serializers.ModelSerializer):
     market = serializers.CharField(source="market.symbol")
-    price = AmountField()
-    quantity = AmountField()
-    quote_quantity = AmountField()
-    protection_price = AmountField()
+    # null where the order type has none (a market order's price, a quote order's quantity).
+    price = AmountField(allow_null=True)
+    quantity = AmountField(allow_null=True)
+    quote_quantity = AmountField(allow_null=True)
+    protection_price = AmountField(allow_null=True)
     filled_quantity = AmountField()
     filled_quote = AmountField()
     locked_amount = AmountField()
@@ -156,6 +157,19 @@ class NewestFirst(CursorPagination):
     max_page_size = 1000
 
 
+def cursor_page(name: str, serializer: type[serializers.Serializer]) -> serializers.Serializer:
+    """The schema of one ``NewestFirst`` page: ``{"next", "previous", "results": [...]}`` (found by schemathesis:
+    the lists were documented as bare arrays)."""
+    return inline_serializer(
+        name=name,
+        fields={
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer(many=True),
+        },
+    )
+
+
 def _market_or_none(symbol: str | None):
     return market_get(symbol=symbol) if symbol else None
 
@@ -164,7 +178,9 @@ class OrdersView(ThrottleOrderPlacement, APIView):
     """Place an order, or page through your order history (newest first)."""
 
     @extend_schema(
-        parameters=[HistoryFilterSerializer, OpenApiParameter("limit", int)], responses=OrderSerializer(many=True)
+        parameters=[HistoryFilterSerializer, OpenApiParameter("limit", int)],
+        responses=cursor_page("OrderPage", OrderSerializer),
+        operation_id="v1_orders_list",
     )
     def get(self, request: Request) -> Response:
         filters = HistoryFilterSerializer(data=request.query_params)
@@ -312,7 +328,8 @@ class MyTradesView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("market", str), OpenApiParameter("limit", int)],
-        responses=TradeSerializer(many=True),
+        responses=cursor_page("TradePage", TradeSerializer),
+        operation_id="v1_trades_list",
     )
     def get(self, request: Request) -> Response:
         market = _market_or_none(request.query_params.get("market"))

@@ -5,6 +5,12 @@ OpenAPI schema; instantiating it costs a deep copy of its fields per request,
 which profiling showed as a large share of a placement.  This function checks
 the same shape with the same error messages (a test keeps the two in step)
 and raises DRF's ``ValidationError`` so errors reach clients in the one shape.
+
+A field it does not know is refused (``unknown_field``) before anything else
+is checked: a client that sends ``user``, ``status``, ``filled_quantity`` or
+``fee`` (or misspells ``time_in_force``) learns at once that the field has no
+effect, instead of trading on an order that silently differs from the one it
+meant to send.  The serializer documents the known fields only.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
+from exchange_site.errors import ApplicationError
 from exchange_site.fields import AmountError, parse_amount
 from orders.models import Order
 from orders.services import OrderRequest
@@ -31,6 +38,7 @@ _CHOICES = {
 }
 _DEFAULTS = {"time_in_force": Order.TimeInForce.GTC.value, "stp_mode": Order.SelfTradePrevention.NONE.value}
 _AMOUNTS = ("quantity", "price", "quote_quantity")
+FIELDS = ("market", *_CHOICES, *_AMOUNTS, "client_order_id")
 
 
 def _as_text(value: Any) -> Any:
@@ -41,10 +49,21 @@ def _as_text(value: Any) -> Any:
 
 
 def parse_place_order(data: Any) -> tuple[str, OrderRequest]:
-    """``(market symbol, OrderRequest)`` from a request body, or ValidationError naming every bad field."""
+    """``(market symbol, OrderRequest)`` from a request body, or ValidationError naming every bad field.
+
+    ApplicationError ``unknown_field`` when the body carries a field that is not part of an order request.
+    """
     if not isinstance(data, dict):
         raise ValidationError(
             {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}
+        )
+    unknown = sorted(str(name)[:64] for name in data if name not in FIELDS)[:10]  # bounded: names echo back
+    if unknown:
+        raise ApplicationError(
+            f"Unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: an order request "
+            f"takes only {', '.join(FIELDS)}; the server sets everything else.",
+            code="unknown_field",
+            details={"fields": unknown, "allowed": list(FIELDS)},
         )
     errors: dict[str, list[str]] = {}
     market = _as_text(data.get("market"))

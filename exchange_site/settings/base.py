@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the views' exceptions first: Redis or PostgreSQL down -> 503 "retry", not a 500 page.
+    "exchange_site.outages.OutageMiddleware",
 ]
 
 ROOT_URLCONF = "exchange_site.urls"

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
+from exchange_site.errors import ApplicationError
 from orders.api import PlaceOrderSerializer
+from orders.parsing import FIELDS as PARSER_FIELDS
 from orders.parsing import parse_place_order
 
 values = st.one_of(
@@ -77,3 +79,17 @@ def test_examples_agree(body):
             parse_place_order(body)
         return
     assert parser_outcome(body) == serializer_outcome(body)
+
+
+def test_the_parser_knows_exactly_the_serializers_fields():
+    assert set(PARSER_FIELDS) == set(PlaceOrderSerializer().fields)
+
+
+@pytest.mark.parametrize("field", ["user", "user_id", "status", "filled", "filled_quantity", "fee", "id", "created_at"])
+def test_a_field_the_server_owns_is_refused_as_unknown(field):
+    body = {"market": "BTC_USDT", "side": "buy", "type": "limit", "price": "1", "quantity": "1", field: 1}
+    with pytest.raises(ApplicationError) as refused:
+        parse_place_order(body)
+    assert refused.value.code == "unknown_field"
+    assert refused.value.details["fields"] == [field]
+    assert repr(field) in refused.value.message
