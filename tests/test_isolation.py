@@ -18,9 +18,11 @@ to the engine) is byte-for-byte what it was.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+import pyotp
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
@@ -31,7 +33,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
 from accounts import services as money
-from accounts.models import ApiKey, Balance, LedgerEntry, User
+from accounts.models import ApiKey, Balance, LedgerEntry, TwoFactorDevice, User
 from accounts.services import api_key_create
 from compat import routing as compat_routing
 from compat import services as compat_services
@@ -68,6 +70,11 @@ ISOLATION = {
         "test_rest_a_shared_client_order_id_names_your_own_order",
     ],
     "api/v1/trades": ["test_rest_lists_show_only_your_own"],
+    "api/v1/withdrawals": ["test_rest_withdrawals_list_and_spend_only_your_own"],
+    "account/2fa/": ["test_two_factor_pages_act_on_your_own_device_only"],
+    "account/2fa/setup/": ["test_two_factor_pages_act_on_your_own_device_only"],
+    "account/2fa/confirm/": ["test_two_factor_pages_act_on_your_own_device_only"],
+    "account/2fa/disable/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "orders/": ["test_pages_show_only_your_own"],
     "orders/fills/": ["test_pages_show_only_your_own"],
     "orders/place/<str:symbol>/": ["test_page_order_form_places_for_you_only"],
@@ -114,6 +121,8 @@ PUBLIC = {
     "": "markets overview",
     "signup/": "creates a new user; no id",
     "login/": "Django's login",
+    "login/verify/": "the login's two-factor step: the user it verifies is kept in the session by the password "
+    "step, never taken from the request (accounts/tests/test_two_factor.py)",
     "logout/": "ends your own session",
     **{
         f"api/v3/{name}": "Binance public market data"
@@ -482,13 +491,61 @@ def test_pages_show_only_your_own(world):
     assert {b.user_id for b in account.context["balances"]} == {world.alice.pk}
     assert [k.pk for k in account.context["api_keys"]] == [world.alice_key.pk]
     assert b"bob-private-note" not in account.content and b"bob-key" not in account.content
-    created = alice.post("/account/api-keys/", {"label": "new", "user": world.bob.pk})
+    created = alice.post("/account/api-keys/", {"label": "new", "scopes": ["read"], "user": world.bob.pk})
     assert created.status_code == 201 and ApiKey.objects.get(label="new").user_id == world.alice.pk
     trade = alice.get("/markets/BTC_USDT/")
     shown = {o.pk for o in trade.context["open_orders"]} | {o.pk for o in trade.context["recent_orders"]}
     assert shown and not shown & bob_ids
     assert not list(trade.context["fills"])
     assert b"bob-only-7f3a" not in trade.content and b"bob-only-7f3a" not in history.content
+
+
+def two_factor_on(user: User) -> pyotp.TOTP:
+    """Turn ``user``'s two-factor authentication on with a code one step old, so the current code is still unused."""
+    _, secret = money.two_factor_begin(user=user)
+    totp = pyotp.TOTP(secret)
+    money.two_factor_confirm(user=user, code=totp.at(time.time() - money.TOTP_STEP_SECONDS))
+    return totp
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rest_withdrawals_list_and_spend_only_your_own(world, btc):
+    money.withdraw(user=world.bob, asset=btc, amount=Decimal("0.1"), note="to bob-wallet-9c1")
+    totp = two_factor_on(world.alice)
+    alice = session_for(world.alice)
+    assert alice.get("/api/v1/withdrawals").json() == []
+    before = others_state(world)
+    alice_btc = Balance.objects.get(user=world.alice, asset=btc).available
+    paid = alice.post(
+        "/api/v1/withdrawals",
+        {"asset": "BTC", "amount": "0.5", "address": "alice-wallet", "otp_code": totp.now(), "user": world.bob.pk},
+        format="json",
+    )
+    assert paid.status_code == 201
+    # The body's "user" named Bob; the money left Alice's balance, and only hers.
+    assert Balance.objects.get(user=world.alice, asset=btc).available == alice_btc - Decimal("0.5")
+    assert others_state(world) == before
+    listed = alice.get("/api/v1/withdrawals").json()
+    assert [w["address"] for w in listed] == ["alice-wallet"]
+    assert b"bob-wallet-9c1" not in alice.get("/api/v1/withdrawals").content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_factor_pages_act_on_your_own_device_only(world):
+    bob_totp = two_factor_on(world.bob)
+    bob_device = TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob)
+    alice = session_for(world.alice)
+    assert alice.get("/account/2fa/").context["enabled"] is False
+    # Bob's current code, sent from Alice's session (naming Bob), turns nothing off.
+    alice.post("/account/2fa/disable/", {"code": bob_totp.now(), "user": world.bob.pk})
+    alice.post("/account/2fa/setup/", {"user": world.bob.pk})
+    page = alice.get("/account/2fa/")
+    assert page.context["secret"] != bob_totp.secret
+    # Bob's code does not confirm the device Alice is setting up.
+    alice.post("/account/2fa/confirm/", {"code": bob_totp.now(), "user": world.bob.pk})
+    assert not money.two_factor_enabled(world.alice)
+    assert TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob) == bob_device
+    assert money.two_factor_enabled(world.bob)
 
 
 # --- the Binance-compatible API ---------------------------------------------------------------------
