@@ -162,7 +162,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="60/minute"),
         "user": env("THROTTLE_USER", default="6000/minute"),
-        # Order placement per user (exchange_site.throttling.OrderRateThrottle), REST and Binance API.
+        # Order placement per user (exchange_site.throttling.UserAndOrderRateThrottle), REST and Binance API.
         "orders": env("THROTTLE_ORDERS", default="1200/minute"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
