@@ -56,6 +56,7 @@ def setup_django() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative or tottime")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--batch", type=int, default=1, help="orders per request (1: POST /orders; >1: /orders/batch)")
     args = parser.parse_args(argv)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     per_request_us = elapsed / args.requests * 1e6
 
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+    pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
     print(out.getvalue())
     print("queries per request:")
     for sql in statements:
