@@ -374,10 +374,11 @@ def _build_order(
         _check_quantity(market, request.quantity)
         order.quantity = request.quantity
     # Every market order gets a protection price around the best opposite price (else the
-    # last trade): the engine never trades beyond it, and cancels the rest with end reason
-    # price_protection.  Without any reference there is nothing to protect against: refused.
+    # last trade, else the best price on its own side): the engine never trades beyond it,
+    # and cancels the rest with end reason price_protection.  A market with no bid, no ask
+    # and no trade gives nothing to protect against: the order is refused.
     if request.side == Order.Side.SELL:
-        reference = prices.get("best_bid") or prices.get("last")
+        reference = prices.get("best_bid") or prices.get("last") or prices.get("best_ask")
         if reference is None:
             raise _no_reference_price(market)
         _check_notional(market, reference * request.quantity)
@@ -385,7 +386,7 @@ def _build_order(
         order.protection_price = max(floor, 1) * market.tick_size
         order.locked_amount = request.quantity
         return order
-    reference = prices.get("best_ask") or prices.get("last")
+    reference = prices.get("best_ask") or prices.get("last") or prices.get("best_bid")
     if reference is None:
         raise _no_reference_price(market)
     ceiling = reference * (1 + protection) / market.tick_size
