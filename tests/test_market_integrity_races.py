@@ -162,5 +162,11 @@ def test_a_market_halted_mid_flow_loses_no_queued_command(market, btc, usdt):
     assert not Order.objects.filter(cancel_requested_at__isnull=False, status__in=Order.LIVE_STATUSES).exists()
     figures.report(
         "halt_resume",
-        {"orders": 60, "pending_at_halt": pending_at_halt, "cancels_while_halted": cancels, "trades": Trade.objects.count(), "statuses": dict(statuses)},
+        {
+            "orders": 60,
+            "pending_at_halt": pending_at_halt,
+            "cancels_while_halted": cancels,
+            "trades": Trade.objects.count(),
+            "statuses": dict(statuses),
+        },
     )
