@@ -228,19 +228,30 @@ def symbol_info(market: Market, symbol: str) -> dict[str, Any]:
                 "applyMaxToMarket": market.max_notional is not None,
                 "avgPriceMins": 0,
             },
-            {
-                # Our band is around the last trade (else the middle of the book), not a 5-minute average.
-                "filterType": "PERCENT_PRICE",
-                "multiplierUp": plain(1 + settings.EXCHANGE["LIMIT_PRICE_BAND"]),
-                "multiplierDown": plain(max(1 - settings.EXCHANGE["LIMIT_PRICE_BAND"], Decimal(0))),
-                "avgPriceMins": 0,
-            },
+            _price_band(),
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": settings.EXCHANGE["MAX_OPEN_ORDERS"]},
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
         "allowedSelfTradePreventionModes": STP_MODES,
+    }
+
+
+def _price_band() -> dict[str, Any]:
+    """The limit price band (LIMIT_PRICE_BAND) as Binance's PERCENT_PRICE_BY_SIDE, the same both sides.
+
+    Ours is centred on the last trade (else the middle of the book), not a 5-minute average.
+    """
+    up = plain(1 + settings.EXCHANGE["LIMIT_PRICE_BAND"])
+    down = plain(max(1 - settings.EXCHANGE["LIMIT_PRICE_BAND"], Decimal(0)))
+    return {
+        "filterType": "PERCENT_PRICE_BY_SIDE",
+        "bidMultiplierUp": up,
+        "bidMultiplierDown": down,
+        "askMultiplierUp": up,
+        "askMultiplierDown": down,
+        "avgPriceMins": 0,
     }
 
 
