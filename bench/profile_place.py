@@ -36,6 +36,8 @@ def setup_django() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "exchange_site.settings.dev"
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # One user places every order and no engine ends any: lift the open-order cap (decision 010).
+    os.environ.setdefault("MAX_OPEN_ORDERS", "1000000")
     import django
 
     django.setup()

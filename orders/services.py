@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -302,16 +303,34 @@ def _no_reference_price(market: Market) -> ApplicationError:
     )
 
 
-def _build_order(
-    *, user: User, market: Market, request: OrderRequest, prices: dict[str, Decimal] | None = None
-) -> Order:
-    """Check ``request`` against the market's filters and work out what to lock.
+# symbol -> (when read, reference prices): what limit orders' bands are checked against.
+_band_references: dict[str, tuple[float, dict[str, Decimal]]] = {}
 
-    ``prices``: the market's reference prices, if the caller already read them.
+
+def _reference_prices(market: Market, *, fresh: bool) -> dict[str, Decimal]:
+    """The engine's last published best bid, best ask and last trade of ``market``.
+
+    Market orders read them ``fresh`` (their protection price and lock depend on
+    them).  A limit order's 50% band does not notice a fraction of a second, so it
+    takes a copy up to ``LIMIT_BAND_REFERENCE_TTL_S`` old and saves a Redis round
+    trip per placement (docs/decisions/010).
     """
+    ttl = settings.EXCHANGE["LIMIT_BAND_REFERENCE_TTL_S"]
+    now = time.monotonic()
+    if not fresh and ttl > 0:
+        cached = _band_references.get(market.symbol)
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+    prices = reference_prices(symbol=market.symbol)
+    if ttl > 0:
+        _band_references[market.symbol] = (now, prices)
+    return prices
+
+
+def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
+    """Check ``request`` against the market's filters and work out what to lock."""
     _check_open(market)
-    if prices is None:
-        prices = reference_prices(symbol=market.symbol)
+    prices = _reference_prices(market, fresh=request.type == Order.Type.MARKET)
     order = Order(
         user=user,
         market=market,
@@ -417,12 +436,9 @@ def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]])
         )
     results: list[Order | ApplicationError] = []
     client_ids: set[str] = set()
-    prices: dict[str, dict[str, Decimal]] = {}
     for market, request in requests:
         try:
-            if market.symbol not in prices:
-                prices[market.symbol] = reference_prices(symbol=market.symbol)
-            order = _build_order(user=user, market=market, request=request, prices=prices[market.symbol])
+            order = _build_order(user=user, market=market, request=request)
             if order.client_order_id in client_ids:
                 raise _duplicate_client_order_id(order.client_order_id)
             client_ids.add(order.client_order_id)

@@ -202,6 +202,8 @@ EXCHANGE = {
     # A limit order priced further than this fraction from the reference price (last trade,
     # else the middle of best bid and ask, else the one side there is) is refused.
     "LIMIT_PRICE_BAND": Decimal(env.str("LIMIT_PRICE_BAND", default="0.5")),
+    # A web process reuses the reference prices for limit orders' band this long (0: read every time).
+    "LIMIT_BAND_REFERENCE_TTL_S": env.float("LIMIT_BAND_REFERENCE_TTL_S", default=0.25),
     # Live orders (pending, open, partially filled) one user may have in one market.
     "MAX_OPEN_ORDERS": env.int("MAX_OPEN_ORDERS", default=200),
     "ENGINE_BATCH_SIZE": env.int("ENGINE_BATCH_SIZE", default=500),

@@ -15,4 +15,5 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"}}
-EXCHANGE = {**EXCHANGE, "ENGINE_BLOCK_MS": 20, "ENGINE_SWEEP_AFTER_S": 1.0}
+# Tests publish reference prices and place at once: no reuse of a stale copy between them.
+EXCHANGE = {**EXCHANGE, "ENGINE_BLOCK_MS": 20, "ENGINE_SWEEP_AFTER_S": 1.0, "LIMIT_BAND_REFERENCE_TTL_S": 0}

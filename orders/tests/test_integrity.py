@@ -273,3 +273,15 @@ def test_the_order_page_shows_the_band_refusal_verbatim(market, alice):
     assert response.status_code == 400
     assert "Price 200 is outside the allowed band 50 to 150" in response.content.decode()
     assert not Order.objects.exists()
+
+
+def test_limit_orders_reuse_a_recent_reference_and_market_orders_read_it_fresh(market, alice, settings):
+    settings.EXCHANGE = {**settings.EXCHANGE, "LIMIT_BAND_REFERENCE_TTL_S": 60}
+    services._band_references.clear()
+    reference(bid="100", ask="100", last="100")
+    place(alice, market, "buy", price="140", quantity="0.1")
+    reference(bid="10", ask="10", last="10")  # the engine moved: the web process has not looked yet
+    place(alice, market, "buy", price="140", quantity="0.1")  # judged by the copy it holds
+    assert place(alice, market, "buy", "market", quantity="1").protection_price == D("10.50")  # fresh
+    assert refused(alice, market, "buy", price="140", quantity="0.1").code == "price_outside_band"
+    services._band_references.clear()
