@@ -249,7 +249,13 @@ def lock_funds_batch(*, user_id: int, holds: Sequence[Hold]) -> set[int]:
 
 
 def insert_holding_funds(
-    *, user_id: int, asset_id: int, amount: Decimal, table: str, row: Sequence[tuple[str, str, object]]
+    *,
+    user_id: int,
+    asset_id: int,
+    amount: Decimal,
+    table: str,
+    row: Sequence[tuple[str, str, object]],
+    also: tuple[str, dict[str, object]] | None = None,
 ) -> tuple[int, object] | None:
     """Insert one row of ``table`` (an order) and hold ``amount`` for it, in ONE statement.
 
@@ -260,6 +266,11 @@ def insert_holding_funds(
     needs ``id`` and ``created_at`` columns.  Returns ``(id, created_at)``, or
     None, having written nothing, when the available balance does not cover
     ``amount``.  Raises IntegrityError for the row's own constraints.
+
+    ``also`` is one more data-modifying CTE and its parameters, run in the same
+    statement; it may select ``FROM record`` (the inserted row) so it writes
+    only when the row was inserted, and a constraint it trips undoes it all.
+    Order entry counts the user's open orders there (docs/decisions/010).
     """
     params: dict[str, object] = {
         "amount": amount,
@@ -277,6 +288,10 @@ def insert_holding_funds(
     # Alone, the statement is its own transaction.  Inside a caller's transaction
     # a savepoint keeps a refused row (a constraint) from aborting the caller's work.
     scope = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    extra = ""
+    if also is not None:
+        extra = f" also AS ({also[0]}),"
+        params |= also[1]
     with scope, connection.cursor() as cursor:
         cursor.execute(
             "WITH held AS ("
@@ -284,6 +299,7 @@ def insert_holding_funds(
             " WHERE user_id = %(user)s AND asset_id = %(asset)s AND available >= %(amount)s RETURNING 1),"
             f" record AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM held"
             " RETURNING id, created_at),"
+            f"{extra}"
             " entries AS (INSERT INTO accounts_ledgerentry (user_id, asset_id, bucket, amount, reason, order_id, note)"
             " SELECT %(user)s, %(asset)s, v.bucket, v.amount, %(reason)s, record.id, '' FROM record,"
             " (VALUES (%(available)s, -%(amount)s::numeric), (%(locked)s, %(amount)s::numeric)) AS v(bucket, amount))"

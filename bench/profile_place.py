@@ -39,6 +39,8 @@ def setup_django() -> None:
     # One user sends every request: limits far above that, so the throttles count (and cost) but never refuse.
     os.environ.setdefault("THROTTLE_USER", "10000000/minute")
     os.environ.setdefault("THROTTLE_ORDERS", "10000000/minute")
+    # One user places every order and no engine ends any: lift the open-order cap (decision 010).
+    os.environ.setdefault("MAX_OPEN_ORDERS", "1000000")
     import django
 
     django.setup()

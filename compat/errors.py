@@ -73,6 +73,12 @@ _FIXED: dict[str, tuple[int, str | None]] = {
     "quantity_not_on_lot": (-1013, "Filter failure: LOT_SIZE"),
     "quantity_too_large": (-1013, "Filter failure: LOT_SIZE"),
     "below_min_notional": (-1013, "Filter failure: NOTIONAL"),
+    "above_max_notional": (-1013, "Filter failure: NOTIONAL"),
+    # Our band is the same fraction either side of one reference: PERCENT_PRICE_BY_SIDE with
+    # equal multipliers (CCXT reads that message as InvalidOrder).
+    "price_outside_band": (-1013, "Filter failure: PERCENT_PRICE_BY_SIDE"),
+    "too_many_open_orders": (-1013, "Filter failure: MAX_NUM_ORDERS"),
+    "market_cancel_only": (-2010, None),
     "insufficient_funds": (-2010, INSUFFICIENT_BALANCE),
     "duplicate_client_order_id": (-2010, "Duplicate order sent."),
     "no_reference_price": (-2010, None),

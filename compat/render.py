@@ -11,6 +11,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+
 from accounts.models import Asset, Balance
 from exchange_site.amounts import plain
 from marketdata.klines import to_millis
@@ -170,12 +172,16 @@ def _largest_multiple_below(limit: Decimal, step: Decimal) -> str:
     return plain((limit - step) // step * step)
 
 
+# Binance's symbol statuses: cancel-only is its BREAK (no trading, orders can be cancelled).
+_SYMBOL_STATUS = {Market.Status.TRADING: "TRADING", Market.Status.CANCEL_ONLY: "BREAK", Market.Status.HALTED: "HALT"}
+
+
 def symbol_info(market: Market, symbol: str) -> dict[str, Any]:
     """One entry of exchangeInfo's ``symbols``: status, assets, precisions, order types and filters."""
     base, quote = market.base, market.quote
     return {
         "symbol": symbol,
-        "status": "TRADING" if market.is_trading else "HALT",
+        "status": _SYMBOL_STATUS.get(market.status, "HALT"),
         "baseAsset": base.symbol,
         "baseAssetPrecision": base.precision,
         "quoteAsset": quote.symbol,
@@ -216,15 +222,36 @@ def symbol_info(market: Market, symbol: str) -> dict[str, Any]:
                 "filterType": "NOTIONAL",
                 "minNotional": plain(market.min_notional),
                 "applyMinToMarket": True,
-                "maxNotional": _largest_multiple_below(MAX_AMOUNT, Decimal(1)),
-                "applyMaxToMarket": False,
+                "maxNotional": plain(market.max_notional)
+                if market.max_notional is not None
+                else _largest_multiple_below(MAX_AMOUNT, Decimal(1)),
+                "applyMaxToMarket": market.max_notional is not None,
                 "avgPriceMins": 0,
             },
+            _price_band(),
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": settings.EXCHANGE["MAX_OPEN_ORDERS"]},
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
         "allowedSelfTradePreventionModes": STP_MODES,
+    }
+
+
+def _price_band() -> dict[str, Any]:
+    """The limit price band (LIMIT_PRICE_BAND) as Binance's PERCENT_PRICE_BY_SIDE, the same both sides.
+
+    Ours is centred on the last trade (else the middle of the book), not a 5-minute average.
+    """
+    up = plain(1 + settings.EXCHANGE["LIMIT_PRICE_BAND"])
+    down = plain(max(1 - settings.EXCHANGE["LIMIT_PRICE_BAND"], Decimal(0)))
+    return {
+        "filterType": "PERCENT_PRICE_BY_SIDE",
+        "bidMultiplierUp": up,
+        "bidMultiplierDown": down,
+        "askMultiplierUp": up,
+        "askMultiplierDown": down,
+        "avgPriceMins": 0,
     }
 
 

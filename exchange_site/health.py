@@ -131,7 +131,7 @@ def check_engines(
     now_ms: int | None = None,
     stale_after_s: float | None = None,
 ) -> Check:
-    """Every trading market has a fresh engine heartbeat.
+    """Every market that is not halted (trading or cancel-only) has a fresh engine heartbeat.
 
     A heartbeat from further in the future than the limit is a clock out of
     step between the engine's host and this one, and would hide a dead engine
@@ -141,7 +141,8 @@ def check_engines(
     limit_s = settings.HEALTH_ENGINE_STALE_S if stale_after_s is None else stale_after_s
     limit_ms = limit_s * 1000
     try:
-        symbols = list(Market.objects.filter(status=Market.Status.TRADING).values_list("symbol", flat=True))
+        # A cancel-only market still needs its engine (it serves cancels); a halted one is paused.
+        symbols = list(Market.objects.exclude(status=Market.Status.HALTED).values_list("symbol", flat=True))
         beats = {key.decode(): value for key, value in client.hgetall(HEARTBEAT_KEY).items()}
     except (DatabaseError, redis_lib.RedisError, OSError) as error:
         logger.warning("readiness: engine heartbeats unreadable", extra={"error": str(error)})

@@ -29,6 +29,9 @@ class MarketCreateForm(forms.Form):
     tick_size = forms.DecimalField(help_text="Every price is a multiple of this (quote).")
     lot_size = forms.DecimalField(help_text="Every quantity is a multiple of this (base).")
     min_notional = forms.DecimalField(initial=0, help_text="Smallest price x quantity accepted (quote).")
+    max_notional = forms.DecimalField(
+        required=False, help_text="Largest price x quantity accepted (quote); empty for no cap."
+    )
     maker_fee_rate = forms.DecimalField(initial="0.001", help_text="0.001 is 0.1%.")
     taker_fee_rate = forms.DecimalField(initial="0.001")
 
@@ -36,13 +39,13 @@ class MarketCreateForm(forms.Form):
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
     list_display = (
-        "symbol", "status", "base", "quote", "tick_size", "lot_size", "min_notional", "maker_fee_rate",
+        "symbol", "status", "base", "quote", "tick_size", "lot_size", "min_notional", "max_notional", "maker_fee_rate",
         "taker_fee_rate", "created_at",
     )  # fmt: skip
     list_filter = ("status", "quote", "base")
     list_select_related = ("base", "quote")
     search_fields = ("symbol",)
-    actions = ("halt", "resume", "cancel_all_orders")
+    actions = ("halt", "cancel_only", "resume", "cancel_all_orders")
 
     def has_change_permission(self, request: HttpRequest, obj: Market | None = None) -> bool:
         # The list's actions need it; a market's own page is read-only (see the module docstring).
@@ -73,9 +76,15 @@ class MarketAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/markets/market/add.html", context)
 
-    @admin.action(description="Halt the selected markets (refuse new orders)", permissions=["change"])
+    @admin.action(
+        description="Halt the selected markets (refuse new orders; the engine pauses them)", permissions=["change"]
+    )
     def halt(self, request: HttpRequest, queryset) -> None:
         self._set_status(request, queryset, Market.Status.HALTED)
+
+    @admin.action(description="Cancel-only mode for the selected markets (cancels only)", permissions=["change"])
+    def cancel_only(self, request: HttpRequest, queryset) -> None:
+        self._set_status(request, queryset, Market.Status.CANCEL_ONLY)
 
     @admin.action(description="Resume trading in the selected markets", permissions=["change"])
     def resume(self, request: HttpRequest, queryset) -> None:

@@ -23,6 +23,7 @@ class MarketSerializer(serializers.ModelSerializer):
     lot_size = AmountField()
     min_notional = AmountField()
     max_quantity = AmountField()
+    max_notional = AmountField(allow_null=True)
     maker_fee_rate = AmountField()
     taker_fee_rate = AmountField()
 
@@ -30,7 +31,7 @@ class MarketSerializer(serializers.ModelSerializer):
         model = Market
         fields = [
             "symbol", "base", "quote", "base_precision", "quote_precision", "status", "tick_size", "lot_size",
-            "min_notional", "max_quantity", "maker_fee_rate", "taker_fee_rate",
+            "min_notional", "max_quantity", "max_notional", "maker_fee_rate", "taker_fee_rate",
         ]  # fmt: skip
 
 

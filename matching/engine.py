@@ -107,6 +107,10 @@ _ORDER_COLUMNS = (
 _ORDER_UPDATE_TYPES = ["bigint", "varchar", "numeric", "numeric", "numeric", "bigint", "varchar"]
 
 
+class MarketHalted(Exception):
+    """The market is halted: its batch was not applied and its commands wait for the resume."""
+
+
 @dataclass(slots=True)
 class LiveOrder:
     """What the engine must know of an order on its book, or in the batch at hand, to settle it."""
@@ -197,9 +201,12 @@ class MarketEngine:
         logger.info("book rebuilt", extra={"market": self.symbol, "orders": len(self.live)})
 
     def _live_from_row(self, row: Sequence) -> LiveOrder:
-        (order_id, user_id, side, kind, _tif, _stp, price, qty, _quote, protection, status,
+        (order_id, user_id, side, kind, _tif, _stp, price, qty, quote_quantity, protection, status,
          filled, filled_quote, locked, book_seq, client_order_id) = row  # fmt: skip
+        # A buy by quote amount locked its budget, not a price: its protection price only caps it.
         lock_price = (price if kind != Order.Type.MARKET else protection) if side == Order.Side.BUY else None
+        if quote_quantity is not None:
+            lock_price = None
         return LiveOrder(
             order_id, user_id, side, kind, lock_price, status, filled, filled_quote, locked, book_seq,
             price, qty, client_order_id,
@@ -213,8 +220,11 @@ class MarketEngine:
             self.rebuild()
         try:
             with transaction.atomic(durable=True):
+                self._check_not_halted()
                 effects = self._apply(commands)
                 self._write(effects, len(commands))
+        except MarketHalted:
+            raise  # nothing was touched: the book needs no rebuild
         except Exception:
             self.stale = True
             logger.exception("batch failed; rebuilding the book from the database", extra={"market": self.symbol})
@@ -222,6 +232,19 @@ class MarketEngine:
             raise
         self.trades_total += len(effects.trades)
         return effects
+
+    def _check_not_halted(self) -> None:
+        """Raise MarketHalted if an operator halted the market.  Call first in the batch's transaction.
+
+        FOR SHARE: a halt (an UPDATE of the row) waits for the batch in flight and
+        every later batch sees it, so once ``market_set_status`` returns, nothing
+        more of this market settles until it is resumed.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status FROM markets_market WHERE id = %s FOR SHARE", [self.market.id])
+            (status,) = cursor.fetchone()
+        if status == Market.Status.HALTED:
+            raise MarketHalted(self.symbol)
 
     def _apply(self, commands: Sequence[tuple[str, int]]) -> BatchEffects:
         effects = BatchEffects(now=timezone.now())
@@ -255,20 +278,29 @@ class MarketEngine:
         kind, tif, stp = row[3], row[4], row[5]
         price, quantity, quote_quantity = row[6], row[7], row[8]
         qty_lots = to_lots(market, quantity) if quantity is not None else None
+        protected = False
         if kind == Order.Type.MARKET:
             cap = row[9]  # the protection price: never trade beyond it, either side
+            cap_ticks = to_ticks(market, cap) if cap is not None else None
             events = self.book.place(
-                order.id, order.user_id, _SIDE[order.side],
-                to_ticks(market, cap) if cap is not None else None, qty_lots,
+                order.id, order.user_id, _SIDE[order.side], cap_ticks, qty_lots,
                 kind=mb.MARKET, tif=mb.IOC, stp=_STP[stp],
                 quote_budget=notional_units(market, quote_quantity) if quote_quantity is not None else None,
             )  # fmt: skip
+            if cap_ticks is not None:
+                # Liquidity left beyond the cap means the band, not the book, stopped the order.
+                if order.side == Order.Side.BUY:
+                    beyond = self.book.best_ask()
+                    protected = beyond is not None and beyond > cap_ticks
+                else:
+                    beyond = self.book.best_bid()
+                    protected = beyond is not None and beyond < cap_ticks
         else:
             events = self.book.place(
                 order.id, order.user_id, _SIDE[order.side], to_ticks(market, price), qty_lots,
                 kind=mb.LIMIT, tif=_TIF[tif], post_only=kind == Order.Type.LIMIT_MAKER, stp=_STP[stp],
             )  # fmt: skip
-        self._settle_events(order, events, effects)
+        self._settle_events(order, events, effects, protected=protected)
 
     def _cancel(self, order_id: int, row: Sequence | None, effects: BatchEffects) -> None:
         if order_id in self.live:
@@ -283,8 +315,13 @@ class MarketEngine:
         if pending is not None and pending.status == Status.PENDING:
             self._finish(pending, Status.CANCELLED, effects, reason="cancelled_before_booked")
 
-    def _settle_events(self, taker: LiveOrder | None, events: Iterable[tuple], effects: BatchEffects) -> None:
-        """Turn the book's events (tagged tuples, see ``matching.events``) into state and ledger changes."""
+    def _settle_events(
+        self, taker: LiveOrder | None, events: Iterable[tuple], effects: BatchEffects, *, protected: bool = False
+    ) -> None:
+        """Turn the book's events (tagged tuples, see ``matching.events``) into state and ledger changes.
+
+        ``protected``: the taker, a market order, stopped at its protection price.
+        """
         for event in events:
             tag = event[0]
             if tag == mb.FILL:
@@ -305,7 +342,8 @@ class MarketEngine:
                     order = effects.orders[order_id]
                 effects.orders[order.id] = order
                 status = _DONE_STATUS[book_status]
-                reason = _end_reason(order, status, is_taker=taker is not None and taker.id == order.id)
+                is_taker = taker is not None and taker.id == order.id
+                reason = _end_reason(order, status, is_taker=is_taker, protected=protected and is_taker)
                 self._finish(order, status, effects, reason=reason)
 
     def _settle_fill(self, fill: tuple, effects: BatchEffects) -> None:
@@ -397,11 +435,30 @@ class MarketEngine:
                     sql.columns(sorted(rows), len(_ORDER_UPDATE_TYPES)),
                 )
             money.post_entries(effects.entries)
+            self._uncount_ended(cursor, effects)
             cursor.execute(
                 "UPDATE matching_enginestate SET last_trade_id = %s, last_book_seq = %s, last_update_id = %s,"
                 " batches = batches + 1, commands = commands + %s, last_batch_at = %s WHERE market_id = %s",
                 [self.last_trade_id, self.last_book_seq, self.last_update_id, commands, effects.now, self.market.id],
             )
+
+    def _uncount_ended(self, cursor, effects: BatchEffects) -> None:
+        """Take the batch's ended orders off their owners' open-order counters (docs/decisions/010).
+
+        Every order in a batch was live when it entered it (terminal rows are never
+        loaded), so each one that ends here is counted off exactly once.  After the
+        balances: every writer locks balance rows before counter rows.
+        """
+        ended = Counter(o.user_id for o in effects.orders.values() if o.status in Order.TERMINAL_STATUSES)
+        if not ended:
+            return
+        users = sorted(ended)
+        cursor.execute(
+            "UPDATE orders_openordercount AS c SET count = c.count - v.n"
+            " FROM unnest(%s::bigint[], %s::int[]) AS v(user_id, n)"
+            " WHERE c.market_id = %s AND c.user_id = v.user_id",
+            [users, [ended[u] for u in users], self.market.id],
+        )
 
     def _best_prices(self) -> tuple[Decimal | None, Decimal | None]:
         bid, ask = self.book.best_bid(), self.book.best_ask()
@@ -564,11 +621,13 @@ def _load_ticker(market: Market) -> RollingTicker:
     return ticker
 
 
-def _end_reason(order: LiveOrder, status: str, *, is_taker: bool) -> str:
+def _end_reason(order: LiveOrder, status: str, *, is_taker: bool, protected: bool = False) -> str:
     if status == Status.REJECTED:
         return "post_only_would_take"
     if status == Status.EXPIRED and not is_taker:
         return "self_trade_prevention"
+    if status == Status.EXPIRED and protected:
+        return "price_protection"
     if status == Status.EXPIRED:
         return "not_fully_fillable" if order.filled_quantity == 0 else "remainder_expired"
     return ""
@@ -637,6 +696,10 @@ class Engine:
         self._failures: Counter[tuple[str, str, int]] = Counter()  # (symbol, command, order id) -> failed batches
         self._dead: set[tuple[str, str, int]] = set()  # dead-lettered commands the sweep must not retry
         self._isolating = False
+        # Streams of halted markets: not read, their delivered entries left unacked until the resume.
+        self.paused: set[str] = set()
+        self.pause_check_s = config["ENGINE_PAUSE_CHECK_S"]
+        self._next_pause_check = 0.0
 
     def start(self) -> None:
         """Own the markets, rebuild their books, then finish the entries the previous life read but never acked.
@@ -660,11 +723,14 @@ class Engine:
 
     def settle_owed(self, engine: MarketEngine, *, older_than: dt.timedelta | None) -> int:
         """Process what the database says ``engine``'s market is owed (see ``overdue_commands``)."""
+        if engine.stream in self.paused:
+            return 0
         owed = engine.overdue_commands(older_than=older_than)
         if self._dead:
             owed = [command for command in owed if (engine.symbol, *command) not in self._dead]
         for start in range(0, len(owed), self.batch_size):
-            self._process(engine, owed[start : start + self.batch_size], entry_ids=())
+            if not self._process(engine, owed[start : start + self.batch_size], entry_ids=()):
+                return start  # halted: the rest stays owed in the database
         return len(owed)
 
     def _ensure_group(self, stream: str) -> None:
@@ -692,6 +758,9 @@ class Engine:
         """One cycle: read what is waiting (up to a batch per market), process, maybe sweep and log."""
         processed = self.read(pending=False)
         now = time.monotonic()
+        if self.paused and now >= self._next_pause_check:
+            self._next_pause_check = now + self.pause_check_s
+            processed += self.resume_paused()
         if now >= self._next_sweep:
             self._next_sweep = now + self.sweep_after.total_seconds() / 2
             processed += self.sweep()
@@ -723,9 +792,40 @@ class Engine:
             done += owed
         return done
 
-    def read(self, *, pending: bool) -> int:
-        """Read and process the streams' new entries (or, with ``pending``, this consumer's unacked ones)."""
-        streams_arg = {stream: "0" if pending else ">" for stream in self.by_stream}
+    def resume_paused(self) -> int:
+        """Resume the paused markets an operator resumed: first what they left unacked, in stream order.
+
+        A halted market's batch was not applied: its entries stay in this
+        consumer's pending list (and its owed orders in the database), so nothing
+        queued is lost and nothing runs twice.  Returns the commands processed.
+        """
+        by_id = {engine.market.id: engine for engine in self.markets.values() if engine.stream in self.paused}
+        resumed = [
+            by_id[market_id].stream
+            for market_id in Market.objects.filter(pk__in=by_id)
+            .exclude(status=Market.Status.HALTED)
+            .values_list("pk", flat=True)
+        ]
+        if not resumed:
+            return 0
+        self.paused.difference_update(resumed)
+        logger.info("markets resumed; processing their queued commands", extra={"streams": ",".join(resumed)})
+        processed = 0
+        while done := self.read(pending=True, only=resumed):
+            processed += done
+        return processed
+
+    def read(self, *, pending: bool, only: Iterable[str] | None = None) -> int:
+        """Read and process the streams' new entries (or, with ``pending``, this consumer's unacked ones).
+
+        ``only``: just these streams.  Paused (halted) markets' streams are never read.
+        """
+        wanted = self.by_stream if only is None else only
+        streams_arg = {stream: "0" if pending else ">" for stream in wanted if stream not in self.paused}
+        if not streams_arg:
+            if not pending:
+                time.sleep(self.block_ms / 1000)  # every market halted: idle like an empty read
+            return 0
         try:
             response = self.redis.xreadgroup(
                 GROUP, self.consumer, streams_arg, count=self.batch_size, block=None if pending else self.block_ms
@@ -764,17 +864,26 @@ class Engine:
                     sources.append(entry_id)
                 except (KeyError, ValueError):
                     logger.warning("ignored malformed stream entry", extra={"market": engine.symbol, "id": entry_id})
-            self._process(engine, commands, entry_ids=entry_ids, sources=sources)
-            processed += len(entry_ids)
+            if self._process(engine, commands, entry_ids=entry_ids, sources=sources):
+                processed += len(entry_ids)
         return processed
 
     def _process(
         self, engine: MarketEngine, commands: list[tuple[str, int]], *, entry_ids: Sequence, sources: Sequence = ()
-    ) -> None:
-        """Settle ``commands`` (``sources``: the stream entry of each, if any), ack ``entry_ids``, publish."""
+    ) -> bool:
+        """Settle ``commands`` (``sources``: the stream entry of each, if any), ack ``entry_ids``, publish.
+
+        False when the market is halted: nothing was settled or acked, and the
+        market is paused until ``resume_paused`` finds it resumed.
+        """
         started = time.perf_counter()
         try:
             effects = engine.process(commands) if commands else None
+        except MarketHalted:
+            if engine.stream not in self.paused:
+                logger.warning("market halted; pausing it with its commands queued", extra={"market": engine.symbol})
+            self.paused.add(engine.stream)
+            return False
         except Exception as error:
             if not self._keeps_failing(engine, commands, error):
                 raise
@@ -798,6 +907,7 @@ class Engine:
                 "ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+        return True
 
     def recover(self, stop: threading.Event) -> None:
         """After a failed step: re-read the unacked entries, or start over if the database session died.

@@ -143,3 +143,29 @@ class Trade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market_id}#{self.trade_id} {self.quantity}@{self.price}"
+
+
+class OpenOrderCount(models.Model):
+    """How many live orders (pending, open, partially filled) a user has in a market.
+
+    Order entry adds one in the statement that inserts the order, the engine
+    takes them off in the batch that ends the orders.  The cap is copied onto
+    the row at each placement (from ``EXCHANGE["MAX_OPEN_ORDERS"]``), so the
+    database itself refuses the order past it: the upsert takes the row's lock,
+    and the CHECK makes the whole placement roll back (docs/decisions/010).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="+")
+    count = models.IntegerField(default=0)
+    cap = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "market"], name="open_order_count_unique"),
+            models.CheckConstraint(condition=Q(count__gte=0), name="open_order_count_not_negative"),
+            models.CheckConstraint(condition=Q(count__lte=F("cap")), name="open_order_count_within_cap"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.market_id}: {self.count} of {self.cap}"

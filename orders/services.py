@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
@@ -30,7 +32,7 @@ from marketdata.selectors import reference_prices
 from markets.models import Market
 from markets.units import is_multiple
 from orders import streams
-from orders.models import Order
+from orders.models import OpenOrderCount, Order
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,15 @@ def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
     asset_id = market.quote_id if order.side == Order.Side.BUY else market.base_id
     try:
         # One statement, so one transaction and one round trip: hold the funds,
-        # insert the order, write the ledger entries (see insert_holding_funds).
+        # insert the order, write the ledger entries (see insert_holding_funds),
+        # and count it against the user's open-order cap in this market.
         inserted = money.insert_holding_funds(
-            user_id=user.id, asset_id=asset_id, amount=order.locked_amount, table="orders_order", row=_order_row(order)
+            user_id=user.id,
+            asset_id=asset_id,
+            amount=order.locked_amount,
+            table="orders_order",
+            row=_order_row(order),
+            also=(_COUNT_ONE_SQL, {"count_user": user.id, "count_market": market.id, "count_cap": _max_open()}),
         )
     except IntegrityError as error:
         raise _refusal_from_integrity_error(error, order=order) from None
@@ -77,6 +85,47 @@ def place_order(*, user: User, market: Market, request: OrderRequest) -> Order:
 
 
 _AMOUNT_SQL = "numeric(36, 18)"
+
+# Count the inserted order (``record``) against its owner's cap in its market.  The upsert
+# locks the counter row, so concurrent placements of one user in one market queue here, and
+# the row's CHECK (count <= cap) refuses the one past the cap, undoing the whole statement.
+_COUNT_ONE_SQL = (
+    "INSERT INTO orders_openordercount (user_id, market_id, count, cap)"
+    " SELECT %(count_user)s, %(count_market)s, 1, %(count_cap)s FROM record"
+    " ON CONFLICT (user_id, market_id) DO UPDATE"
+    " SET count = orders_openordercount.count + 1, cap = EXCLUDED.cap"
+)
+_COUNT_CONSTRAINT = "open_order_count_within_cap"
+
+
+def _max_open() -> int:
+    return settings.EXCHANGE["MAX_OPEN_ORDERS"]
+
+
+def _count_orders(cursor, *, user_id: int, orders: Sequence[Order]) -> None:
+    """Add ``orders`` to their owner's open-order counters, markets in id order (the lock order)."""
+    per_market = Counter(order.market_id for order in orders)
+    if not per_market:
+        return
+    markets = sorted(per_market)
+    cursor.execute(
+        "INSERT INTO orders_openordercount (user_id, market_id, count, cap)"
+        " SELECT %s, m.market_id, m.n, %s FROM unnest(%s::bigint[], %s::int[]) AS m(market_id, n)"
+        " ON CONFLICT (user_id, market_id) DO UPDATE"
+        " SET count = orders_openordercount.count + EXCLUDED.count, cap = EXCLUDED.cap",
+        [user_id, _max_open(), markets, [per_market[m] for m in markets]],
+    )
+
+
+def _too_many_open_orders(market: Market) -> ApplicationError:
+    cap = _max_open()
+    return ApplicationError(
+        f"You already have {cap} open orders in {market.symbol}, the most one user may have; "
+        "cancel some or wait for them to fill.",
+        code="too_many_open_orders",
+        details={"market": market.symbol, "max_open_orders": cap},
+        status=409,
+    )
 
 
 def _insert_orders(cursor, orders: Sequence[Order]) -> None:
@@ -126,8 +175,11 @@ def _insufficient_funds(order: Order, market: Market) -> ApplicationError:
 
 def _refusal_from_integrity_error(error: IntegrityError, *, order: Order) -> Exception:
     diag = getattr(error.__cause__, "diag", None)
-    if getattr(diag, "constraint_name", None) == "client_order_id_unique_per_user":
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint == "client_order_id_unique_per_user":
         return _duplicate_client_order_id(order.client_order_id)
+    if constraint == _COUNT_CONSTRAINT:
+        return _too_many_open_orders(order.market)
     return error
 
 
@@ -185,10 +237,24 @@ def _check_notional(market: Market, notional: Decimal) -> None:
         )
     if notional >= MAX_AMOUNT:
         raise ApplicationError(f"Order value {plain(notional)} is too large.", code="number_too_large")
+    if market.max_notional is not None and notional > market.max_notional:
+        raise ApplicationError(
+            f"Order value {plain(notional)} {market.quote.symbol} is above this market's maximum of "
+            f"{plain(market.max_notional)} {market.quote.symbol}.",
+            code="above_max_notional",
+            details={"notional": plain(notional), "max_notional": plain(market.max_notional)},
+        )
 
 
-def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
-    """Check ``request`` against the market's filters and work out what to lock."""
+def _check_open(market: Market) -> None:
+    """Only a trading market takes new orders (cancel-only and halted markets still serve cancels)."""
+    if market.status == Market.Status.CANCEL_ONLY:
+        raise ApplicationError(
+            f"Market {market.symbol} is in cancel-only mode: it accepts cancels but no new orders.",
+            code="market_cancel_only",
+            details={"market": market.symbol},
+            status=409,
+        )
     if not market.is_trading:
         raise ApplicationError(
             f"Market {market.symbol} is halted: it accepts no new orders until an operator resumes it.",
@@ -196,6 +262,75 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
             details={"market": market.symbol},
             status=409,
         )
+
+
+def _band_reference(prices: dict[str, Decimal]) -> Decimal | None:
+    """The price a limit order's band is centred on: last trade, else mid of bid and ask, else either."""
+    if "last" in prices:
+        return prices["last"]
+    bid, ask = prices.get("best_bid"), prices.get("best_ask")
+    if bid is not None and ask is not None:
+        return (bid + ask) / 2
+    return bid if bid is not None else ask
+
+
+def _check_band(market: Market, price: Decimal, prices: dict[str, Decimal]) -> None:
+    """Refuse a limit price further than ``LIMIT_PRICE_BAND`` from the reference (none known: no check)."""
+    reference = _band_reference(prices)
+    if reference is None:
+        return
+    band = settings.EXCHANGE["LIMIT_PRICE_BAND"]
+    tick = market.tick_size
+    low = max((reference * (1 - band) / tick).to_integral_value(ROUND_CEILING), 1) * tick
+    high = (reference * (1 + band) / tick).to_integral_value(ROUND_FLOOR) * tick
+    if low <= price <= high:
+        return
+    raise ApplicationError(
+        f"Price {plain(price)} is outside the allowed band {plain(low)} to {plain(high)} "
+        f"({plain(band * 100)}% around the reference price {plain(reference)}).",
+        code="price_outside_band",
+        details={"price": plain(price), "min_price": plain(low), "max_price": plain(high),
+                 "reference_price": plain(reference)},
+    )  # fmt: skip
+
+
+def _no_reference_price(market: Market) -> ApplicationError:
+    return ApplicationError(
+        f"{market.symbol} has no price to protect a market order yet (no bid, ask or trade); "
+        "send a limit order instead.",
+        code="no_reference_price",
+        details={"market": market.symbol},
+    )
+
+
+# symbol -> (when read, reference prices): what limit orders' bands are checked against.
+_band_references: dict[str, tuple[float, dict[str, Decimal]]] = {}
+
+
+def _reference_prices(market: Market, *, fresh: bool) -> dict[str, Decimal]:
+    """The engine's last published best bid, best ask and last trade of ``market``.
+
+    Market orders read them ``fresh`` (their protection price and lock depend on
+    them).  A limit order's 50% band does not notice a fraction of a second, so it
+    takes a copy up to ``LIMIT_BAND_REFERENCE_TTL_S`` old and saves a Redis round
+    trip per placement (docs/decisions/010).
+    """
+    ttl = settings.EXCHANGE["LIMIT_BAND_REFERENCE_TTL_S"]
+    now = time.monotonic()
+    if not fresh and ttl > 0:
+        cached = _band_references.get(market.symbol)
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+    prices = reference_prices(symbol=market.symbol)
+    if ttl > 0:
+        _band_references[market.symbol] = (now, prices)
+    return prices
+
+
+def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
+    """Check ``request`` against the market's filters and work out what to lock."""
+    _check_open(market)
+    prices = _reference_prices(market, fresh=request.type == Order.Type.MARKET)
     order = Order(
         user=user,
         market=market,
@@ -218,6 +353,7 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
         _check_price(market, request.price)
         _check_quantity(market, request.quantity)
         _check_notional(market, request.price * request.quantity)
+        _check_band(market, request.price, prices)
         order.price = request.price
         order.quantity = request.quantity
         order.locked_amount = request.price * request.quantity if request.side == Order.Side.BUY else request.quantity
@@ -236,6 +372,7 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
         raise ApplicationError(
             "A market order needs exactly one of quantity or quote_quantity.", code="missing_quantity"
         )
+    protection = settings.EXCHANGE["MARKET_PROTECTION"]
     if request.quote_quantity is not None:
         if request.side != Order.Side.BUY:
             raise ApplicationError(
@@ -252,36 +389,32 @@ def _build_order(*, user: User, market: Market, request: OrderRequest) -> Order:
         _check_notional(market, quote)
         order.quote_quantity = quote
         order.locked_amount = quote
-        return order
-
-    _check_quantity(market, request.quantity)
-    order.quantity = request.quantity
-    prices = reference_prices(symbol=market.symbol)
-    protection = settings.EXCHANGE["MARKET_PROTECTION"]
+    else:
+        _check_quantity(market, request.quantity)
+        order.quantity = request.quantity
+    # Every market order gets a protection price around the best opposite price (else the
+    # last trade, else the best price on its own side): the engine never trades beyond it,
+    # and cancels the rest with end reason price_protection.  A market with no bid, no ask
+    # and no trade gives nothing to protect against: the order is refused.
     if request.side == Order.Side.SELL:
-        # Priced at the best bid (else the last trade) when one is known: the minimum
-        # value applies there, and the order never sells below that price less the
-        # protection band (the engine treats it as a floor).
-        reference = prices.get("best_bid") or prices.get("last")
-        if reference is not None:
-            _check_notional(market, reference * request.quantity)
-            floor = (reference * (1 - protection) / market.tick_size).to_integral_value(ROUND_FLOOR)
-            order.protection_price = max(floor, 1) * market.tick_size
+        reference = prices.get("best_bid") or prices.get("last") or prices.get("best_ask")
+        if reference is None:
+            raise _no_reference_price(market)
+        _check_notional(market, reference * request.quantity)
+        floor = (reference * (1 - protection) / market.tick_size).to_integral_value(ROUND_FLOOR)
+        order.protection_price = max(floor, 1) * market.tick_size
         order.locked_amount = request.quantity
         return order
-    # Market buy by quantity: lock at a protection price above the reference, and the
-    # engine never trades above it, so the lock always covers what the order pays.
-    reference = prices.get("best_ask") or prices.get("last")
+    reference = prices.get("best_ask") or prices.get("last") or prices.get("best_bid")
     if reference is None:
-        raise ApplicationError(
-            f"{market.symbol} has no price to protect a market buy by quantity yet; "
-            "send quote_quantity (spend at most) or a limit order.",
-            code="no_reference_price",
-        )
+        raise _no_reference_price(market)
     ceiling = reference * (1 + protection) / market.tick_size
     order.protection_price = ceiling.to_integral_value(ROUND_CEILING) * market.tick_size
-    order.locked_amount = order.protection_price * request.quantity
-    _check_notional(market, reference * request.quantity)
+    if request.quantity is not None:
+        # By quantity: lock at the protection price; the engine never trades above it, so
+        # the lock always covers what the order pays.  (By quote the budget is the lock.)
+        _check_notional(market, reference * request.quantity)
+        order.locked_amount = order.protection_price * request.quantity
     return order
 
 
@@ -319,6 +452,7 @@ def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]])
         _duplicate_client_order_id(r.client_order_id) if isinstance(r, Order) and r.client_order_id in taken else r
         for r in results
     ]
+    results = _refuse_past_the_cap(user=user, results=results)
     orders = [r for r in results if isinstance(r, Order)]
     if not orders:
         return results
@@ -339,14 +473,45 @@ def place_orders(*, user: User, requests: Sequence[tuple[Market, OrderRequest]])
             refused = {o.id: _insufficient_funds(o, o.market) for o in orders if o.id not in held}
             accepted = [order for order in orders if order.id in held]
             _insert_orders(cursor, accepted)
+            _count_orders(cursor, user_id=user.id, orders=accepted)
             commands: dict[str, list[tuple[str, int]]] = {}
             for order in accepted:
                 commands.setdefault(order.market.symbol, []).append((streams.PLACE, order.id))
             transaction.on_commit(lambda: streams.send_command_batches(commands))
     except IntegrityError as error:
-        # Only a concurrent request reusing one of these client order ids gets here.
-        raise _refusal_from_integrity_error(error, order=orders[0]) from None
+        # Only a concurrent request reusing one of these client order ids, or one that
+        # took the last open-order slots since _refuse_past_the_cap looked, gets here.
+        refusal = _refusal_from_integrity_error(error, order=orders[0])
+        if isinstance(refusal, ApplicationError) and refusal.code == "too_many_open_orders":
+            markets = sorted({order.market.symbol for order in orders})
+            refusal.message = f"This batch would take you past {_max_open()} open orders in {', '.join(markets)}."
+        raise refusal from None
     return [refused.get(r.id, r) if isinstance(r, Order) else r for r in results]
+
+
+def _refuse_past_the_cap(*, user: User, results: list[Order | ApplicationError]) -> list[Order | ApplicationError]:
+    """Refuse, one by one, the batch's orders that would not fit under the user's open-order caps.
+
+    A read without a lock, for per-order answers in the usual case; the counter's
+    CHECK inside the transaction is what guarantees the cap under a race.
+    """
+    markets = {r.market_id for r in results if isinstance(r, Order)}
+    if not markets:
+        return results
+    room = {market_id: _max_open() for market_id in markets}
+    for market_id, count in OpenOrderCount.objects.filter(user=user, market_id__in=markets).values_list(
+        "market_id", "count"
+    ):
+        room[market_id] -= count
+    checked: list[Order | ApplicationError] = []
+    for result in results:
+        if isinstance(result, Order):
+            if room[result.market_id] <= 0:
+                result = _too_many_open_orders(result.market)
+            else:
+                room[result.market_id] -= 1
+        checked.append(result)
+    return checked
 
 
 def _duplicate_client_order_id(client_order_id: str) -> ApplicationError:

@@ -36,7 +36,8 @@ class EngineDriver:
         self.start()
         total = 0
         for _ in range(rounds):
-            done = self.engine.read(pending=False)
+            done = self.engine.resume_paused() if self.engine.paused else 0
+            done += self.engine.read(pending=False)
             for market_engine in self.engine.markets.values():
                 done += self.engine.settle_owed(market_engine, older_than=None)
             total += done

@@ -11,7 +11,10 @@
   (so every release happened once: a second unlock would leave it negative),
   and its filled quantity equals the trades that name it (no trade applied twice);
 * no crossed book, in the database and in the engine's memory;
-* trade ids per market are 1..N without gaps.
+* trade ids per market are 1..N without gaps;
+* per (user, market), the open-order counter equals the user's live orders there;
+* no balance, ledger amount, order hold, trade amount or fee is finer than its
+  asset's precision (no dust: docs/decisions/010).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, Max, Min, Sum
 
 from accounts.models import Balance, LedgerEntry
 from accounts.selectors import external_user_id
-from orders.models import Order, Trade
+from orders.models import OpenOrderCount, Order, Trade
 
 
 def assert_exchange_invariants(driver=None) -> None:
@@ -73,6 +77,9 @@ def assert_exchange_invariants(driver=None) -> None:
     for row in Trade.objects.values("market_id").annotate(n=Count("id"), top=Max("trade_id"), low=Min("trade_id")):
         assert row["low"] == 1 and row["top"] == row["n"], f"trade ids of market {row['market_id']} have gaps"
 
+    _assert_open_order_counters()
+    _assert_no_amount_finer_than_its_asset()
+
     if driver is not None:
         for market_engine in driver.engine.markets.values():
             market_engine.book.check_invariants()
@@ -100,3 +107,46 @@ def _assert_each_order_matches_its_ledger_and_trades() -> None:
     for order_id, locked, done in Order.objects.values_list("pk", "locked_amount", "filled_quantity"):
         assert held.get(order_id, 0) == locked, f"order {order_id}: ledger holds {held.get(order_id)}, row {locked}"
         assert filled[order_id] == done, f"order {order_id}: traded {filled[order_id]}, filled {done}"
+
+
+def _assert_open_order_counters() -> None:
+    rows = (
+        Order.objects.filter(status__in=Order.LIVE_STATUSES)
+        .values("user_id", "market_id")
+        .annotate(n=Count("id"))
+        .values_list("user_id", "market_id", "n")
+    )
+    live = {(user_id, market_id): n for user_id, market_id, n in rows}
+    counted = {(c.user_id, c.market_id): c.count for c in OpenOrderCount.objects.all()}
+    for key in live.keys() | counted.keys():
+        assert counted.get(key, 0) == live.get(key, 0), (
+            f"open-order counter of (user, market) {key} is {counted.get(key, 0)}, live orders {live.get(key, 0)}"
+        )
+        assert counted.get(key, 0) >= 0
+
+
+# (table, amount column, asset id expression, join): every amount at its asset's precision.
+_AMOUNTS_AND_ASSETS = [
+    ("accounts_balance t", "t.available", "t.asset_id", ""),
+    ("accounts_balance t", "t.locked", "t.asset_id", ""),
+    ("accounts_ledgerentry t", "t.amount", "t.asset_id", ""),
+    ("orders_order t", "t.locked_amount", "CASE WHEN t.side = 'buy' THEN m.quote_id ELSE m.base_id END",
+     "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_order t", "t.filled_quote", "m.quote_id", "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_order t", "t.filled_quantity", "m.base_id", "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_trade t", "t.quote_quantity", "m.quote_id", "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_trade t", "t.quantity", "m.base_id", "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_trade t", "t.seller_fee", "m.quote_id", "JOIN markets_market m ON m.id = t.market_id"),
+    ("orders_trade t", "t.buyer_fee", "m.base_id", "JOIN markets_market m ON m.id = t.market_id"),
+]  # fmt: skip
+
+
+def _assert_no_amount_finer_than_its_asset() -> None:
+    with connection.cursor() as cursor:
+        for table, column, asset, join in _AMOUNTS_AND_ASSETS:
+            cursor.execute(
+                f"SELECT {column}, a.symbol, a.precision FROM {table} {join}"
+                f" JOIN accounts_asset a ON a.id = {asset} WHERE {column} <> round({column}, a.precision) LIMIT 1"
+            )
+            row = cursor.fetchone()
+            assert row is None, f"{column} {row[0]} is finer than {row[1]}'s precision {row[2]}"

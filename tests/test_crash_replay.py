@@ -61,7 +61,7 @@ from marketdata.tests.test_klines_aggregation import brute_force, stored
 from matching.engine import GROUP, HEARTBEAT_KEY, Engine
 from matching.models import EngineState
 from orders import services, streams
-from orders.models import Order, Trade
+from orders.models import OpenOrderCount, Order, Trade
 from tests import figures
 from tests.engine_driver import settled
 from tests.factories import UserFactory, fund
@@ -208,6 +208,9 @@ def snapshot(market) -> dict:
         },
         "balances": {(b.user_id, b.asset_id): (b.available, b.locked) for b in Balance.objects.all()},
         "counters": (state.last_trade_id, state.last_book_seq),
+        "open_orders": dict(
+            OpenOrderCount.objects.filter(market=market).values_list("user_id", "count").order_by("user_id")
+        ),
     }
 
 
@@ -215,7 +218,7 @@ def rewind_to_acceptance(market) -> None:
     """Put every order back as order entry left it: PENDING, holding what its ``order_lock`` entries hold.
 
     Everything the engine wrote goes: trades, trade/fee/unlock ledger entries,
-    order progress, its counters.  Balances are re-derived from the remaining
+    order progress, its counters, what it took off the open-order counters.  Balances are re-derived from the remaining
     ledger (deposits and holds), which is exactly what they were made of.
     """
     with transaction.atomic(), connection.cursor() as cursor:
@@ -235,6 +238,13 @@ def rewind_to_acceptance(market) -> None:
             "   AND e.asset_id = b.asset_id AND e.bucket = 'available'), 0),"
             " locked = COALESCE((SELECT sum(amount) FROM accounts_ledgerentry AS e WHERE e.user_id = b.user_id"
             "   AND e.asset_id = b.asset_id AND e.bucket = 'locked'), 0)"
+        )
+        # Every order is live again: each user's open-order counter is their number of orders.
+        cursor.execute(
+            "UPDATE orders_openordercount AS c SET count = n.n, cap = GREATEST(c.cap, n.n)"
+            " FROM (SELECT user_id, count(*) AS n FROM orders_order WHERE market_id = %s GROUP BY user_id) AS n"
+            " WHERE c.market_id = %s AND c.user_id = n.user_id",
+            [market.id, market.id],
         )
         EngineState.objects.filter(market=market).update(last_trade_id=0, last_book_seq=0, last_update_id=0)
 

@@ -147,7 +147,9 @@ def test_ccxt_rest_trades_against_the_stack(market, btc, usdt):
 
         # Errors arrive as the CCXT exception classes a bot written for Binance expects.
         with pytest.raises(ccxt.InsufficientFunds):
-            alice.create_order("BTC/USDT", "limit", "buy", 500, 1000)
+            alice.create_order("BTC/USDT", "limit", "buy", 1000, 101)
+        with pytest.raises(ccxt.InvalidOrder):  # -1013 PERCENT_PRICE: 1000 is far outside the 50% band
+            alice.create_order("BTC/USDT", "limit", "buy", 0.01, 1000)
         with pytest.raises(ccxt.OrderNotFound):
             alice.fetch_order("999999", "BTC/USDT")
         with pytest.raises(ccxt.OrderNotFound):

@@ -213,7 +213,16 @@ EXCHANGE = {
     # Market orders by base quantity never trade more than this fraction away from the
     # reference price (a buy above best ask x (1 + this), which is also what it locks;
     # a sell below best bid x (1 - this)).
+    # Every market order (by quantity or by quote amount) stops there; the rest is cancelled
+    # with end reason price_protection.  With no reference price at all, market orders are refused.
     "MARKET_PROTECTION": Decimal(env.str("MARKET_PROTECTION", default="0.05")),
+    # A limit order priced further than this fraction from the reference price (last trade,
+    # else the middle of best bid and ask, else the one side there is) is refused.
+    "LIMIT_PRICE_BAND": Decimal(env.str("LIMIT_PRICE_BAND", default="0.5")),
+    # A web process reuses the reference prices for limit orders' band this long (0: read every time).
+    "LIMIT_BAND_REFERENCE_TTL_S": env.float("LIMIT_BAND_REFERENCE_TTL_S", default=0.25),
+    # Live orders (pending, open, partially filled) one user may have in one market.
+    "MAX_OPEN_ORDERS": env.int("MAX_OPEN_ORDERS", default=200),
     "ENGINE_BATCH_SIZE": env.int("ENGINE_BATCH_SIZE", default=500),
     "ENGINE_BLOCK_MS": env.int("ENGINE_BLOCK_MS", default=50),
     # When a read finds under half a batch, wait this long once for more (0: never).
@@ -221,6 +230,8 @@ EXCHANGE = {
     # Orders left PENDING longer than this (a stream entry lost with Redis) are swept in.
     "ENGINE_SWEEP_AFTER_S": env.float("ENGINE_SWEEP_AFTER_S", default=3.0),
     "ENGINE_SUMMARY_EVERY_S": env.float("ENGINE_SUMMARY_EVERY_S", default=60.0),
+    # A halted market's engine looks this often whether it was resumed.
+    "ENGINE_PAUSE_CHECK_S": env.float("ENGINE_PAUSE_CHECK_S", default=0.5),
     # Where browsers open the WebSocket. Empty: the page's own host, path /ws (nginx routes
     # it to daphne). `dev.py run` serves HTTP (gunicorn) and WebSockets (daphne) on two
     # ports, so it sets this to daphne's.

@@ -24,6 +24,8 @@ EXCHANGE = {
     **EXCHANGE,
     "ENGINE_BLOCK_MS": 20,
     "ENGINE_SWEEP_AFTER_S": 1.0,
+    # Tests publish reference prices and place at once: no reuse of a stale copy between them.
+    "LIMIT_BAND_REFERENCE_TTL_S": 0,
     "LOGIN_RATE_PER_USERNAME": "100000/minute",
     "LOGIN_RATE_PER_IP": "100000/minute",
 }

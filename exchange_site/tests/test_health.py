@@ -105,6 +105,17 @@ def test_a_halted_market_needs_no_engine_and_the_limit_comes_from_settings(clien
 
 
 @pytest.mark.django_db
+def test_a_cancel_only_market_still_needs_its_engine(client, market, eth_market):
+    Market.objects.filter(pk=eth_market.pk).update(status=Market.Status.CANCEL_ONLY)
+    beat("BTC_USDT", age_s=1)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["engines"]["markets"]["ETH_USDT"] == {"state": "missing"}
+
+
+@pytest.mark.django_db
 def test_a_heartbeat_from_the_future_is_a_clock_problem_not_a_live_engine(market):
     check = health.check_engines(now_ms=1_000_000, stale_after_s=10)  # no heartbeat yet: missing
     assert check.details["markets"]["BTC_USDT"] == {"state": "missing"}

@@ -95,3 +95,29 @@ def test_cancel_all_orders_in_selected_markets(admin_client, market, alice, bob)
     response = act(admin_client, "cancel_all_orders", market)
     assert "Cancel requested for 2 live order(s)" in response.content.decode()
     assert all(Order.objects.get(pk=o.pk).cancel_requested_at for o in orders)
+
+
+def test_cancel_only_in_the_admin_refuses_orders_and_serves_cancels(admin_client, market, alice):
+    order = place_order(user=alice, market=market, request=buy())
+    response = act(admin_client, "cancel_only", market)
+    assert "BTC_USDT: cancel only." in response.content.decode()
+    market.refresh_from_db()
+    with pytest.raises(ApplicationError) as refusal:
+        place_order(user=alice, market=market, request=buy())
+    assert refusal.value.code == "market_cancel_only"
+    from orders.services import request_cancel
+
+    assert request_cancel(user=alice, order_id=order.pk).cancel_requested_at is not None
+
+
+def test_the_admin_creates_a_market_with_a_maximum_notional_and_refuses_inexact_filters(admin_client, btc):
+    cents = AssetFactory(symbol="EUR", precision=2)
+    form = {"base": btc.pk, "quote": cents.pk, "tick_size": "0.01", "lot_size": "0.1", "min_notional": "5",
+            "max_notional": "", "maker_fee_rate": "0.001", "taker_fee_rate": "0.002"}  # fmt: skip
+    refused = admin_client.post("/admin/markets/market/add/", form)
+    assert "Tick x lot (0.001) has more decimals than EUR (2). (invalid_market_filters)" in refused.content.decode()
+    assert (
+        admin_client.post("/admin/markets/market/add/", {**form, "lot_size": "1", "max_notional": "10000"}).status_code
+        == 302
+    )
+    assert Market.objects.get(symbol="BTC_EUR").max_notional == D(10000)

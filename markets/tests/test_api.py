@@ -23,6 +23,7 @@ BTC_USDT = {
     "lot_size": "0.001",
     "min_notional": "1",
     "max_quantity": "1000000000",
+    "max_notional": None,
     "maker_fee_rate": "0.001",
     "taker_fee_rate": "0.002",
 }

@@ -145,13 +145,13 @@ def test_market_sell_by_quantity_takes_bids_and_expires_the_rest(market, alice, 
 
 def test_market_buy_by_quote_spends_at_most_the_amount(market, alice, bob, usdt, engine):
     place(alice, market, "sell", qty="1", price="100")
-    place(alice, market, "sell", qty="1", price="110")
+    place(alice, market, "sell", qty="1", price="105")  # inside the 5% protection band
     engine.drain()
-    buy = place(bob, market, "buy", "market", quote_quantity=D("155"))
+    buy = place(bob, market, "buy", "market", quote_quantity=D("152.5"))
     engine.drain()
     buy = fresh(buy)
-    assert buy.status == S.FILLED and buy.filled_quantity == D("1.5") and buy.filled_quote == D(155)
-    assert bal(bob, usdt) == (D(100_000) - 155, 0)
+    assert buy.status == S.FILLED and buy.filled_quantity == D("1.5") and buy.filled_quote == D("152.5")
+    assert bal(bob, usdt) == (D(100_000) - D("152.5"), 0)
     assert_exchange_invariants(engine)
 
 

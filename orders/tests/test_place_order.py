@@ -118,19 +118,22 @@ def test_limit_maker_locks_like_a_limit(market, alice, side, locked_asset, locke
 
 
 def test_market_sell_by_quantity_locks_the_quantity(market, alice, btc):
+    publish_reference_prices(symbol="BTC_USDT", best_bid=D("100"), best_ask=None, last=None)
     order = place(alice, market, "sell", "market", quantity="1.234")
 
     assert (order.type, order.time_in_force, order.price) == ("market", "ioc", None)
-    assert order.locked_amount == D("1.234") and order.protection_price is None
+    assert order.locked_amount == D("1.234") and order.protection_price == D("95.00")
     assert bal(alice, btc) == (D("8.766"), D("1.234"))
     assert_exchange_invariants()
 
 
 def test_market_buy_by_quote_quantity_locks_exactly_that(market, alice, usdt):
+    publish_reference_prices(symbol="BTC_USDT", best_bid=None, best_ask=D("100"), last=None)
     order = place(alice, market, "buy", "market", quote_quantity="150.12345678")
 
     assert (order.time_in_force, order.quantity, order.quote_quantity) == ("ioc", None, D("150.12345678"))
     assert order.locked_amount == D("150.12345678")
+    assert order.protection_price == D("105.00")  # by quote too: the engine stops at the band
     assert bal(alice, usdt) == (D("99849.87654322"), D("150.12345678"))
     assert_exchange_invariants()
 
@@ -232,6 +235,8 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("side", "type_", "fields", "code"), REFUSALS, ids=lambda v: v if isinstance(v, str) else None)
 def test_refusals_have_a_code_and_write_nothing(market, alice, side, type_, fields, code):
+    if type_ == "market":  # a price to protect market orders with (limit orders: no band check then)
+        publish_reference_prices(symbol="BTC_USDT", best_bid=D("100"), best_ask=D("100.01"), last=None)
     before = snapshot()
     with pytest.raises(ApplicationError) as refused:
         place(alice, market, side, type_, **fields)
@@ -287,6 +292,7 @@ def test_duplicate_client_order_id_is_refused_per_user(market, alice, bob, usdt)
 def test_market_buy_by_quote_in_an_18_decimal_quote_asset_does_not_crash(btc, alice):
     eth = AssetFactory(symbol="ETH", precision=18)
     btc_eth = MarketFactory(base=btc, quote=eth)
+    publish_reference_prices(symbol=btc_eth.symbol, best_bid=None, best_ask=D("20"), last=None)
     with pytest.raises(ApplicationError) as refused:
         place(alice, btc_eth, "buy", "market", quote_quantity="20000000000")
     assert refused.value.code == "insufficient_funds"

@@ -12,6 +12,7 @@ from django.test import Client
 
 from accounts.models import Balance
 from exchange_site.redis import get_redis
+from marketdata.broadcast import publish_reference_prices
 from markets.services import market_set_status
 from orders.models import Order
 from orders.services import OrderRequest, place_order
@@ -111,6 +112,7 @@ def test_a_malformed_form_is_refused_before_the_service(market, alice):
 
 
 def test_a_market_order_from_the_form_ignores_the_limit_boxes(market, alice):
+    publish_reference_prices(symbol="BTC_USDT", best_bid=None, best_ask=D("100"), last=None)
     response = logged_in(alice).post(
         "/orders/place/BTC_USDT/",
         form(type="market", price="99", quantity="", quote_quantity="50", time_in_force="fok"),
