@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +19,7 @@ from compat.tests.binance import BinanceClient
 from exchange_site.client_ip import allowed, client_ip_from, parse_allowlist
 from exchange_site.errors import ApplicationError
 from orders.models import Order
+from tests.factories import place_limit
 from tests.invariants import assert_exchange_invariants
 from tests.signing import signed_request
 
@@ -58,9 +58,7 @@ def test_a_read_only_key_reads_but_cannot_place_or_cancel(alice, market):
     body = assert_error(signed("POST", "/api/v1/orders", key, ORDER), 403, "scope_required")
     assert body["details"]["scope"] == "trade" and "trade" in body["message"]
     assert not Order.objects.exists()
-    order = Order.objects.create(
-        user=alice, market=market, client_order_id="c1", side="buy", type="limit", price=Decimal(1), quantity=1
-    )
+    order = place_limit(alice, market, "buy", "1", "1", client_order_id="c1")  # placed by the service: funds held
     assert_error(signed("DELETE", f"/api/v1/orders/{order.pk}", key), 403, "scope_required")
     assert_error(signed("POST", "/api/v1/orders/cancel-all", key, {"market": "BTC_USDT"}), 403, "scope_required")
     assert_error(signed("POST", "/api/v1/orders/batch", key, {"orders": [ORDER]}), 403, "scope_required")
