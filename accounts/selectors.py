@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,25 @@ def withdrawals_for_user(*, user: User) -> QuerySet[LedgerEntry]:
         .select_related("asset")
         .order_by("-id")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """One withdrawal as a person reads it: the amount paid out (positive), where to, and when."""
+
+    id: int
+    asset: Asset
+    amount: Decimal
+    address: str
+    created_at: dt.datetime
+
+
+def recent_withdrawals(*, user: User, limit: int = 20) -> list[Withdrawal]:
+    """``user``'s last ``limit`` withdrawals, newest first (the address is kept in the ledger entry's note)."""
+    return [
+        Withdrawal(entry.pk, entry.asset, -entry.amount, entry.note.removeprefix("to "), entry.created_at)
+        for entry in withdrawals_for_user(user=user)[:limit]
+    ]
 
 
 def asset_by_symbol(*, symbol: str) -> Asset:

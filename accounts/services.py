@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, ApiScope, Asset, LedgerEntry, TwoFactorDevice, User
+from accounts.models import ApiKey, ApiScope, Asset, Balance, LedgerEntry, TwoFactorDevice, User
 from accounts.selectors import external_user_id
 from exchange_site import sql, throttling
 from exchange_site.amounts import decimal_places, plain
@@ -178,6 +178,14 @@ def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> Non
     logger.info("deposit", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
+def _insufficient_funds(asset: Asset, amount: Decimal) -> ApplicationError:
+    return ApplicationError(
+        f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
+        code="insufficient_funds",
+        details={"asset": asset.symbol, "amount": str(amount)},
+    )
+
+
 def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
     """Pay ``amount`` of ``asset`` out of ``user``'s available balance to the outside world."""
     _check_amount(asset, amount)
@@ -191,11 +199,7 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
             )
     except IntegrityError as error:
         if is_overdraw(error):
-            raise ApplicationError(
-                f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
-                code="insufficient_funds",
-                details={"asset": asset.symbol, "amount": str(amount)},
-            ) from None
+            raise _insufficient_funds(asset, amount) from None
         raise
     announce_balances(
         [(user.id, asset.id)], change={"asset": asset.symbol, "amount": plain(-amount), "reason": "withdrawal"}
@@ -465,8 +469,8 @@ def two_factor_enabled(user: User) -> bool:
     return TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
 
 
-def two_factor_check(*, user: User, code: str | None) -> None:
-    """Refuse unless ``user`` has two-factor authentication on and ``code`` is a current, unused code."""
+def _confirmed_device(user: User) -> TwoFactorDevice:
+    """``user``'s two-factor device, or ``two_factor_required`` (403) when it is off."""
     device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).first()
     if device is None:
         raise ApplicationError(
@@ -474,7 +478,16 @@ def two_factor_check(*, user: User, code: str | None) -> None:
             code="two_factor_required",
             status=403,
         )
-    _use_code(device, code)
+    return device
+
+
+def two_factor_check(*, user: User, code: str | None) -> None:
+    """Refuse unless ``user`` has two-factor authentication on and ``code`` is a current, unused code.
+
+    Only a code from the authenticator app: recovery codes are accepted by
+    :func:`two_factor_check_login` alone (see there why).
+    """
+    _use_code(_confirmed_device(user), code)
 
 
 def two_factor_confirm(*, user: User, code: str | None) -> None:
@@ -530,7 +543,14 @@ def withdrawal_request(
                 details={"scope": ApiScope.WITHDRAW.value},
             )
     else:
-        two_factor_check(user=user, code=otp_code)
+        # Refuse what is plainly wrong before spending the user's code: a code is good once, so
+        # spending it on a typo'd amount would make them wait for the next one.  The locked
+        # check in :func:`withdraw` still decides; this unlocked read only saves the code.
+        device = _confirmed_device(user)
+        _check_amount(asset, amount)
+        if amount > (Balance.objects.filter(user=user, asset=asset).values_list("available", flat=True).first() or 0):
+            raise _insufficient_funds(asset, amount)
+        _use_code(device, otp_code)
     withdraw(user=user, asset=asset, amount=amount, note=f"to {address}")
 
 

@@ -23,8 +23,9 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
-from accounts.forms import ApiKeyCreateForm, OtpCodeForm, SignUpForm
+from accounts.forms import ApiKeyCreateForm, OtpCodeForm, SignUpForm, WithdrawalForm
 from accounts.models import ApiKey, User
+from exchange_site.amounts import plain
 from exchange_site.client_ip import client_ip
 from exchange_site.errors import ApplicationError
 
@@ -60,6 +61,7 @@ def _render_account(
         "key_form": key_form or ApiKeyCreateForm(),
         "new_key": new_key,
         "two_factor_enabled": services.two_factor_enabled(user),
+        "withdrawals": selectors.recent_withdrawals(user=user, limit=RECENT_WITHDRAWALS),
     }
     return render(request, "accounts/account.html", context, status=status)
 
@@ -97,6 +99,55 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     else:
         messages.success(request, f"API key {api_key.key[:8]}... revoked: requests signed with it are refused.")
     return redirect("account")
+
+
+# --- Withdrawals ----------------------------------------------------------------------------------------
+
+RECENT_WITHDRAWALS = 20
+
+
+@never_cache  # shows balances that change with every withdrawal
+@login_required
+def withdraw(request: HttpRequest) -> HttpResponse:
+    """The withdrawal form (GET) and a withdrawal (POST), through ``services.withdrawal_request``.
+
+    A refusal re-renders the form with the service's message and code, and the
+    refusal's status; a withdrawal redirects back here, where the balance shows
+    what is left.  Works without JavaScript.
+    """
+    user = request.user
+    balances = selectors.balances_for_user(user=user)
+    form = WithdrawalForm(request.POST if request.method == "POST" else None, balances=balances)
+    refusal: ApplicationError | None = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                asset = selectors.asset_by_symbol(symbol=data["asset"])
+                services.withdrawal_request(
+                    user=user, asset=asset, amount=data["amount"], address=data["address"], otp_code=data["otp_code"]
+                )
+            except ApplicationError as error:
+                refusal, status = error, error.status_code
+            else:
+                messages.success(
+                    request, f"Withdrawal of {plain(data['amount'])} {asset.symbol} to {data['address']} sent."
+                )
+                return redirect("withdraw")
+        else:
+            status = 400
+        # A code is good once (and may have been spent): never put it back in the form.
+        form.data = form.data.copy()
+        form.data["otp_code"] = ""
+    context = {
+        "form": form,
+        "refusal": refusal,
+        "balances": balances,
+        "withdrawals": selectors.recent_withdrawals(user=user, limit=RECENT_WITHDRAWALS),
+        "two_factor_enabled": services.two_factor_enabled(user),
+    }
+    return render(request, "accounts/withdraw.html", context, status=status)
 
 
 # --- Log in: throttled per username and address, locked after repeated failures, then the 2FA step ---------

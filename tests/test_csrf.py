@@ -63,6 +63,7 @@ def requests_for(alice, market):
         ("post", "/orders/cancel-all/", {"market": "BTC_USDT"}, False),
         ("post", "/account/api-keys/", {"label": "x", "scopes": ["read"]}, False),
         ("post", f"/account/api-keys/{key}/revoke/", {}, False),
+        ("post", "/account/withdraw/", {"asset": "BTC", "amount": "1", "address": "x1", "otp_code": "123456"}, False),
         ("post", "/account/2fa/setup/", {}, False),
         ("post", "/account/2fa/confirm/", {"code": "123456"}, False),
         ("post", "/account/2fa/disable/", {"code": "123456"}, False),

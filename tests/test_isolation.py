@@ -71,6 +71,7 @@ ISOLATION = {
     ],
     "api/v1/trades": ["test_rest_lists_show_only_your_own"],
     "api/v1/withdrawals": ["test_rest_withdrawals_list_and_spend_only_your_own"],
+    "account/withdraw/": ["test_page_withdrawal_form_spends_and_shows_only_your_own"],
     "account/2fa/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/setup/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/confirm/": ["test_two_factor_pages_act_on_your_own_device_only"],
@@ -528,6 +529,28 @@ def test_rest_withdrawals_list_and_spend_only_your_own(world, btc):
     listed = alice.get("/api/v1/withdrawals").json()
     assert [w["address"] for w in listed] == ["alice-wallet"]
     assert b"bob-wallet-9c1" not in alice.get("/api/v1/withdrawals").content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_page_withdrawal_form_spends_and_shows_only_your_own(world, btc):
+    money.withdraw(user=world.bob, asset=btc, amount=Decimal("0.1"), note="to bob-wallet-9c1")
+    totp = two_factor_on(world.alice)
+    alice = session_for(world.alice)
+    page = alice.get("/account/withdraw/")
+    assert {b.user_id for b in page.context["balances"]} == {world.alice.pk}
+    assert page.context["withdrawals"] == [] and b"bob-wallet-9c1" not in page.content
+    before = others_state(world)
+    alice_btc = Balance.objects.get(user=world.alice, asset=btc).available
+    form = {"asset": "BTC", "amount": "0.5", "address": "alice-wallet", "otp_code": totp.now(),
+            "user": world.bob.pk, "user_id": world.bob.pk}  # fmt: skip
+    paid = alice.post("/account/withdraw/", form)
+    assert paid.status_code == 302, paid.content[:2000]
+    # The form named Bob; the money left Alice's balance, and only hers.
+    assert Balance.objects.get(user=world.alice, asset=btc).available == alice_btc - Decimal("0.5")
+    assert others_state(world) == before
+    shown = alice.get("/account/withdraw/")
+    assert [w.address for w in shown.context["withdrawals"]] == ["alice-wallet"]
+    assert b"bob-wallet-9c1" not in shown.content and b"bob-wallet-9c1" not in alice.get("/account/").content
 
 
 @pytest.mark.django_db(transaction=True)
