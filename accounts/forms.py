@@ -80,3 +80,13 @@ class WithdrawalForm(forms.Form):
             (balance.asset.symbol, f"{balance.asset.symbol} ({plain(balance.available)} available)")
             for balance in balances
         ]
+
+
+class LoginCodeForm(OtpCodeForm):
+    """The login's second step, where a recovery code also works (and nowhere else)."""
+
+    code = forms.CharField(
+        max_length=32,
+        label="Code from your authenticator app, or a recovery code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false"}),
+    )

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
+from accounts.models import ApiKey, Asset, Balance, LedgerEntry, RecoveryCode, User
 from exchange_site.errors import ApplicationError
 
 
@@ -107,3 +107,8 @@ def asset_by_symbol(*, symbol: str) -> Asset:
     if asset is None:
         raise ApplicationError(f"There is no asset {symbol!r}.", code="unknown_asset", status=404)
     return asset
+
+
+def recovery_codes_remaining(*, user: User) -> int:
+    """How many of ``user``'s two-factor recovery codes are still unused."""
+    return RecoveryCode.objects.filter(device__user=user, used_at__isnull=True).count()

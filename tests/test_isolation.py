@@ -33,7 +33,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
 from accounts import services as money
-from accounts.models import ApiKey, Balance, LedgerEntry, TwoFactorDevice, User
+from accounts.models import ApiKey, Balance, LedgerEntry, RecoveryCode, TwoFactorDevice, User
 from accounts.services import api_key_create
 from compat import routing as compat_routing
 from compat import services as compat_services
@@ -76,6 +76,7 @@ ISOLATION = {
     "account/2fa/setup/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/confirm/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/disable/": ["test_two_factor_pages_act_on_your_own_device_only"],
+    "account/2fa/recovery-codes/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "orders/": ["test_pages_show_only_your_own"],
     "orders/fills/": ["test_pages_show_only_your_own"],
     "orders/place/<str:symbol>/": ["test_page_order_form_places_for_you_only"],
@@ -557,8 +558,13 @@ def test_page_withdrawal_form_spends_and_shows_only_your_own(world, btc):
 def test_two_factor_pages_act_on_your_own_device_only(world):
     bob_totp = two_factor_on(world.bob)
     bob_device = TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob)
+    bob_codes = list(RecoveryCode.objects.filter(device__user=world.bob).values_list("pk", "code_hash", "used_at"))
+    assert len(bob_codes) == 10
     alice = session_for(world.alice)
-    assert alice.get("/account/2fa/").context["enabled"] is False
+    page = alice.get("/account/2fa/")
+    assert page.context["enabled"] is False and page.context["recovery_remaining"] == 0
+    # Bob's current code cannot make new recovery codes from Alice's session, for Bob or for her.
+    alice.post("/account/2fa/recovery-codes/", {"code": bob_totp.now(), "user": world.bob.pk})
     # Bob's current code, sent from Alice's session (naming Bob), turns nothing off.
     alice.post("/account/2fa/disable/", {"code": bob_totp.now(), "user": world.bob.pk})
     alice.post("/account/2fa/setup/", {"user": world.bob.pk})
@@ -569,6 +575,10 @@ def test_two_factor_pages_act_on_your_own_device_only(world):
     assert not money.two_factor_enabled(world.alice)
     assert TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob) == bob_device
     assert money.two_factor_enabled(world.bob)
+    assert (
+        list(RecoveryCode.objects.filter(device__user=world.bob).values_list("pk", "code_hash", "used_at")) == bob_codes
+    )
+    assert not RecoveryCode.objects.filter(device__user=world.alice).exists()
 
 
 # --- the Binance-compatible API ---------------------------------------------------------------------
