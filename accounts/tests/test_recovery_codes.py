@@ -200,3 +200,14 @@ def test_an_app_code_still_works_at_login(carol):
     client, response = logged_in_with(fresh_code(carol, secret))
     assert response.status_code == 302 and is_logged_in(client)
     assert selectors.recovery_codes_remaining(user=carol) == 10
+
+
+def test_an_operator_sees_the_codes_left_and_resetting_the_device_deletes_them(admin_client, carol):
+    _, codes = enable_two_factor_with_codes(carol)
+    services.two_factor_check_login(user=carol, code=codes[0])
+    listing = admin_client.get("/admin/accounts/twofactordevice/")
+    assert listing.status_code == 200 and '<td class="field-recovery_codes_left">9</td>' in listing.content.decode()
+    device = TwoFactorDevice.objects.get(user=carol)
+    deleted = admin_client.post(f"/admin/accounts/twofactordevice/{device.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not services.two_factor_enabled(carol) and not RecoveryCode.objects.exists()
