@@ -562,7 +562,13 @@ def _new_recovery_code() -> str:
 
 
 def _replace_recovery_codes(device: TwoFactorDevice) -> list[str]:
-    """Drop ``device``'s recovery codes and make a fresh set; call inside a transaction."""
+    """Drop ``device``'s recovery codes and make a fresh set; call inside a transaction.
+
+    The device row is locked first, so two of these racing (two confirmations
+    with adjacent codes, two regenerations) run one after the other and leave
+    one whole set, never two sets side by side.
+    """
+    TwoFactorDevice.objects.select_for_update().filter(pk=device.pk).first()
     plain_codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
     RecoveryCode.objects.filter(device=device).delete()
     RecoveryCode.objects.bulk_create(RecoveryCode(device=device, code_hash=_recovery_hash(c)) for c in plain_codes)
@@ -577,8 +583,6 @@ def two_factor_recovery_regenerate(*, user: User, code: str | None) -> list[str]
     device = _confirmed_device(user)
     _use_code(device, code)
     with transaction.atomic(durable=True):
-        # Two regenerations racing: the row lock makes the second wait, so one set survives whole.
-        TwoFactorDevice.objects.select_for_update().filter(pk=device.pk).first()
         codes = _replace_recovery_codes(device)
     logger.info("recovery codes regenerated", extra={"user": user.pk})
     return codes

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from accounts import selectors, services
@@ -211,3 +211,40 @@ def test_an_operator_sees_the_codes_left_and_resetting_the_device_deletes_them(a
     deleted = admin_client.post(f"/admin/accounts/twofactordevice/{device.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert not services.two_factor_enabled(carol) and not RecoveryCode.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_regenerations_leave_one_set_of_ten(carol):
+    """8 threads replace the codes at once (as two confirmations or two regenerations could): 10 codes remain,
+    all from one set, not 10 per thread side by side."""
+    enable_two_factor_with_codes(carol)
+    device = TwoFactorDevice.objects.get(user=carol)
+    barrier = threading.Barrier(8)
+    shown: list[list[str]] = []
+
+    def regenerate() -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                codes = services._replace_recovery_codes(device)
+            shown.append(codes)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=regenerate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(shown) == 8
+    assert RecoveryCode.objects.filter(device=device).count() == 10
+    # The set that survived is the one some thread showed last; its codes work.
+    assert sum(logs_in(carol, codes[0]) for codes in shown) == 1
+
+
+def logs_in(user, code: str) -> bool:
+    try:
+        services.two_factor_check_login(user=user, code=code)
+    except ApplicationError:
+        return False
+    return True
