@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -188,10 +189,19 @@ class ApiKeyAdmin(ReadOnlyAdmin):
 class TwoFactorDeviceAdmin(ReadOnlyAdmin):
     """A user who lost their authenticator: an operator deletes the device (after checking who asks)."""
 
-    list_display = ("user", "confirmed_at", "created_at")
+    list_display = ("user", "confirmed_at", "created_at", "recovery_codes_left")
     list_select_related = ("user",)
     search_fields = ("user__username",)
     exclude = ("secret_encrypted",)
+
+    def get_queryset(self, request):
+        unused = Count("recovery_codes", filter=Q(recovery_codes__used_at__isnull=True))
+        return super().get_queryset(request).annotate(recovery_left=unused)
+
+    @admin.display(description="recovery codes left", ordering="recovery_left")
+    def recovery_codes_left(self, device: TwoFactorDevice) -> int:
+        """Deleting the device deletes its recovery codes too."""
+        return device.recovery_left
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser

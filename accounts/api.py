@@ -117,7 +117,11 @@ class WithdrawalRequestSerializer(serializers.Serializer):
     amount = AmountField()
     address = serializers.CharField(max_length=128)
     otp_code = serializers.CharField(
-        max_length=16, required=False, allow_blank=True, default="", help_text="Two-factor code (sessions only)."
+        max_length=16,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Two-factor code from the authenticator app (sessions only; a recovery code is not accepted).",
     )
 
 

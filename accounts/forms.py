@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import ApiScope, User, default_api_scopes
+from exchange_site.amounts import plain
 
 
 class SignUpForm(UserCreationForm):
@@ -48,4 +49,44 @@ class OtpCodeForm(forms.Form):
         max_length=16,
         label="Code from your authenticator app",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+
+class WithdrawalForm(forms.Form):
+    """A withdrawal from the account pages.  Only the shape is checked here: ``withdrawal_request`` decides."""
+
+    asset = forms.ChoiceField(label="Asset")
+    amount = forms.DecimalField(
+        label="Amount", widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
+    )
+    address = forms.CharField(
+        max_length=128,
+        label="Destination address",
+        help_text="The address the funds are sent to. Check it: a withdrawal cannot be undone.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    otp_code = forms.CharField(
+        required=False,
+        max_length=16,
+        label="Two-factor code",
+        help_text="The current code from your authenticator app (a recovery code is not accepted here).",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, *args, balances, **kwargs) -> None:
+        """``balances``: the user's own balance rows; only their assets can be chosen."""
+        super().__init__(*args, **kwargs)
+        self.fields["asset"].choices = [
+            (balance.asset.symbol, f"{balance.asset.symbol} ({plain(balance.available)} available)")
+            for balance in balances
+        ]
+
+
+class LoginCodeForm(OtpCodeForm):
+    """The login's second step, where a recovery code also works (and nowhere else)."""
+
+    code = forms.CharField(
+        max_length=32,
+        label="Code from your authenticator app, or a recovery code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false"}),
     )

@@ -175,3 +175,25 @@ class TwoFactorDevice(models.Model):
 
     def __str__(self) -> str:
         return f"TOTP for {self.user} ({'on' if self.confirmed_at else 'pending'})"
+
+
+class RecoveryCode(models.Model):
+    """One single-use code that stands in for the authenticator app at the login's second step.
+
+    Ten are made when two-factor authentication is confirmed and shown once;
+    only a keyed hash is stored (HMAC-SHA256 with a key derived from
+    SECRET_KEY), so a copy of the database alone neither shows nor lets anyone
+    brute-force them.  ``used_at`` is set by one atomic UPDATE, so a code works
+    once however many requests race.  They go with the device (cascade).
+    """
+
+    device = models.ForeignKey(TwoFactorDevice, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "code_hash"], name="recovery_code_unique_per_device")]
+
+    def __str__(self) -> str:
+        return f"recovery code of {self.device.user_id} ({'used' if self.used_at else 'unused'})"

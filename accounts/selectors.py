@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Asset, Balance, LedgerEntry, User
+from accounts.models import ApiKey, Asset, Balance, LedgerEntry, RecoveryCode, User
 from exchange_site.errors import ApplicationError
 
 
@@ -81,9 +82,33 @@ def withdrawals_for_user(*, user: User) -> QuerySet[LedgerEntry]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """One withdrawal as a person reads it: the amount paid out (positive), where to, and when."""
+
+    id: int
+    asset: Asset
+    amount: Decimal
+    address: str
+    created_at: dt.datetime
+
+
+def recent_withdrawals(*, user: User, limit: int = 20) -> list[Withdrawal]:
+    """``user``'s last ``limit`` withdrawals, newest first (the address is kept in the ledger entry's note)."""
+    return [
+        Withdrawal(entry.pk, entry.asset, -entry.amount, entry.note.removeprefix("to "), entry.created_at)
+        for entry in withdrawals_for_user(user=user)[:limit]
+    ]
+
+
 def asset_by_symbol(*, symbol: str) -> Asset:
     """The asset named ``symbol`` (any case), or ``ApplicationError`` ``unknown_asset`` (404)."""
     asset = Asset.objects.filter(symbol=symbol.upper()).first()
     if asset is None:
         raise ApplicationError(f"There is no asset {symbol!r}.", code="unknown_asset", status=404)
     return asset
+
+
+def recovery_codes_remaining(*, user: User) -> int:
+    """How many of ``user``'s two-factor recovery codes are still unused."""
+    return RecoveryCode.objects.filter(device__user=user, used_at__isnull=True).count()

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, ApiScope, Asset, LedgerEntry, TwoFactorDevice, User
+from accounts.models import ApiKey, ApiScope, Asset, Balance, LedgerEntry, RecoveryCode, TwoFactorDevice, User
 from accounts.selectors import external_user_id
 from exchange_site import sql, throttling
 from exchange_site.amounts import decimal_places, plain
@@ -178,6 +178,14 @@ def deposit(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> Non
     logger.info("deposit", extra={"user": user.pk, "asset": asset.symbol, "amount": amount})
 
 
+def _insufficient_funds(asset: Asset, amount: Decimal) -> ApplicationError:
+    return ApplicationError(
+        f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
+        code="insufficient_funds",
+        details={"asset": asset.symbol, "amount": str(amount)},
+    )
+
+
 def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> None:
     """Pay ``amount`` of ``asset`` out of ``user``'s available balance to the outside world."""
     _check_amount(asset, amount)
@@ -191,11 +199,7 @@ def withdraw(*, user: User, asset: Asset, amount: Decimal, note: str = "") -> No
             )
     except IntegrityError as error:
         if is_overdraw(error):
-            raise ApplicationError(
-                f"Not enough {asset.symbol} available to withdraw {plain(amount)}.",
-                code="insufficient_funds",
-                details={"asset": asset.symbol, "amount": str(amount)},
-            ) from None
+            raise _insufficient_funds(asset, amount) from None
         raise
     announce_balances(
         [(user.id, asset.id)], change={"asset": asset.symbol, "amount": plain(-amount), "reason": "withdrawal"}
@@ -481,8 +485,8 @@ def two_factor_enabled(user: User) -> bool:
     return TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
 
 
-def two_factor_check(*, user: User, code: str | None) -> None:
-    """Refuse unless ``user`` has two-factor authentication on and ``code`` is a current, unused code."""
+def _confirmed_device(user: User) -> TwoFactorDevice:
+    """``user``'s two-factor device, or ``two_factor_required`` (403) when it is off."""
     device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).first()
     if device is None:
         raise ApplicationError(
@@ -490,26 +494,139 @@ def two_factor_check(*, user: User, code: str | None) -> None:
             code="two_factor_required",
             status=403,
         )
-    _use_code(device, code)
+    return device
 
 
-def two_factor_confirm(*, user: User, code: str | None) -> None:
-    """Turn two-factor authentication on once the pending device's code checks out."""
+def two_factor_check(*, user: User, code: str | None) -> None:
+    """Refuse unless ``user`` has two-factor authentication on and ``code`` is a current, unused code.
+
+    Only a code from the authenticator app: recovery codes are accepted by
+    :func:`two_factor_check_login` alone (see there why).
+    """
+    _use_code(_confirmed_device(user), code)
+
+
+def two_factor_confirm(*, user: User, code: str | None) -> list[str]:
+    """Turn two-factor authentication on once the pending device's code checks out.
+
+    Returns the new recovery codes, in plain text this once (only their hashes are kept).
+    """
     device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=True).first()
     if device is None:
         raise ApplicationError(
             "Start setting up two-factor authentication first.", code="two_factor_not_pending", status=409
         )
     _use_code(device, code)
-    TwoFactorDevice.objects.filter(pk=device.pk).update(confirmed_at=timezone.now())
+    with transaction.atomic(durable=True):
+        TwoFactorDevice.objects.filter(pk=device.pk).update(confirmed_at=timezone.now())
+        codes = _replace_recovery_codes(device)
     logger.info("two-factor enabled", extra={"user": user.pk})
+    return codes
 
 
 def two_factor_disable(*, user: User, code: str | None) -> None:
-    """Turn two-factor authentication off; it takes a current code, so a stolen session alone cannot."""
+    """Turn two-factor authentication off; it takes a current code, so a stolen session alone cannot.
+
+    The recovery codes go with the device.
+    """
     two_factor_check(user=user, code=code)
-    TwoFactorDevice.objects.filter(user=user).delete()
+    with transaction.atomic(durable=True):
+        RecoveryCode.objects.filter(device__user=user).delete()
+        TwoFactorDevice.objects.filter(user=user).delete()
     logger.info("two-factor disabled", extra={"user": user.pk})
+
+
+# Recovery codes: single-use stand-ins for the authenticator app, at the login's second step only.
+#
+# They are for getting back in when the phone is lost, and nothing else.  A withdrawal, or a key
+# that can withdraw, takes a code from the app each time (two_factor_check accepts nothing else):
+# a recovery code is a long-lived secret written down somewhere (a file, a drawer, a password
+# manager), so whoever finds the paper could otherwise log in *and* move the money out at once.
+# Nor do they turn two-factor off or make new codes: both take a code from the app.  A user who
+# lost the app logs in with a recovery code and asks an operator to reset the device (the login
+# page says so); money stays behind the device until then.
+
+RECOVERY_CODE_COUNT = 10
+# 12 characters from 31 (no 0/o, 1/l/i): ~59 bits, written as three groups of four.
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+_RECOVERY_LENGTH = 12
+
+
+def _recovery_key() -> bytes:
+    return hashlib.sha256(("recovery-codes:" + settings.SECRET_KEY).encode()).digest()
+
+
+def _recovery_hash(normalized: str) -> str:
+    """Keyed hash of a normalised recovery code: what is stored and looked up, never the code."""
+    return hmac.new(_recovery_key(), normalized.encode(), hashlib.sha256).hexdigest()
+
+
+def _normalize_recovery(text: str | None) -> str:
+    """As typed, with any case, spaces or dashes: ``ABCD-efgh 2345`` -> ``abcdefgh2345``."""
+    return "".join((text or "").split()).replace("-", "").lower()
+
+
+def _looks_like_recovery(normalized: str) -> bool:
+    return len(normalized) == _RECOVERY_LENGTH and not normalized.isdigit()
+
+
+def _new_recovery_code() -> str:
+    while True:
+        code = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+        if _looks_like_recovery(code):  # all digits (about 1 in 10 million) would read as an app code
+            return code
+
+
+def _replace_recovery_codes(device: TwoFactorDevice) -> list[str]:
+    """Drop ``device``'s recovery codes and make a fresh set; call inside a transaction.
+
+    The device row is locked first, so two of these racing (two confirmations
+    with adjacent codes, two regenerations) run one after the other and leave
+    one whole set, never two sets side by side.
+    """
+    TwoFactorDevice.objects.select_for_update().filter(pk=device.pk).first()
+    plain_codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
+    RecoveryCode.objects.filter(device=device).delete()
+    RecoveryCode.objects.bulk_create(RecoveryCode(device=device, code_hash=_recovery_hash(c)) for c in plain_codes)
+    return ["-".join(c[i : i + 4] for i in range(0, _RECOVERY_LENGTH, 4)) for c in plain_codes]
+
+
+def two_factor_recovery_regenerate(*, user: User, code: str | None) -> list[str]:
+    """Replace ``user``'s recovery codes (the old ones stop working); it takes a current code from the app.
+
+    Returns the new codes, in plain text this once.
+    """
+    device = _confirmed_device(user)
+    _use_code(device, code)
+    with transaction.atomic(durable=True):
+        codes = _replace_recovery_codes(device)
+    logger.info("recovery codes regenerated", extra={"user": user.pk})
+    return codes
+
+
+def two_factor_check_login(*, user: User, code: str | None) -> int | None:
+    """The login's second step: a current code from the app, or one unused recovery code.
+
+    Returns None for an app code; for a recovery code, how many remain (the
+    page says so).  The recovery code is spent by one ``UPDATE ... WHERE
+    used_at IS NULL``: of two requests racing with it, PostgreSQL lets one
+    update the row and the other then finds it used.
+    """
+    device = _confirmed_device(user)
+    normalized = _normalize_recovery(code)
+    if not _looks_like_recovery(normalized):
+        _use_code(device, code)
+        return None
+    spent = RecoveryCode.objects.filter(
+        device=device, code_hash=_recovery_hash(normalized), used_at__isnull=True
+    ).update(used_at=timezone.now())
+    if not spent:
+        raise ApplicationError(
+            "That recovery code is not valid (or was already used).", code="recovery_code_invalid", status=403
+        )
+    remaining = RecoveryCode.objects.filter(device=device, used_at__isnull=True).count()
+    logger.warning("login with a recovery code", extra={"user": user.pk, "remaining": remaining})
+    return remaining
 
 
 # --- Withdrawals requested by users ---------------------------------------------------------
@@ -546,7 +663,14 @@ def withdrawal_request(
                 details={"scope": ApiScope.WITHDRAW.value},
             )
     else:
-        two_factor_check(user=user, code=otp_code)
+        # Refuse what is plainly wrong before spending the user's code: a code is good once, so
+        # spending it on a typo'd amount would make them wait for the next one.  The locked
+        # check in :func:`withdraw` still decides; this unlocked read only saves the code.
+        device = _confirmed_device(user)
+        _check_amount(asset, amount)
+        if amount > (Balance.objects.filter(user=user, asset=asset).values_list("available", flat=True).first() or 0):
+            raise _insufficient_funds(asset, amount)
+        _use_code(device, otp_code)
     withdraw(user=user, asset=asset, amount=amount, note=f"to {address}")
 
 

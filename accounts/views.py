@@ -23,8 +23,9 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
-from accounts.forms import ApiKeyCreateForm, OtpCodeForm, SignUpForm
+from accounts.forms import ApiKeyCreateForm, LoginCodeForm, OtpCodeForm, SignUpForm, WithdrawalForm
 from accounts.models import ApiKey, User
+from exchange_site.amounts import plain
 from exchange_site.client_ip import client_ip
 from exchange_site.errors import ApplicationError
 
@@ -60,6 +61,7 @@ def _render_account(
         "key_form": key_form or ApiKeyCreateForm(),
         "new_key": new_key,
         "two_factor_enabled": services.two_factor_enabled(user),
+        "withdrawals": selectors.recent_withdrawals(user=user, limit=RECENT_WITHDRAWALS),
     }
     return render(request, "accounts/account.html", context, status=status)
 
@@ -97,6 +99,55 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     else:
         messages.success(request, f"API key {api_key.key[:8]}... revoked: requests signed with it are refused.")
     return redirect("account")
+
+
+# --- Withdrawals ----------------------------------------------------------------------------------------
+
+RECENT_WITHDRAWALS = 20
+
+
+@never_cache  # shows balances that change with every withdrawal
+@login_required
+def withdraw(request: HttpRequest) -> HttpResponse:
+    """The withdrawal form (GET) and a withdrawal (POST), through ``services.withdrawal_request``.
+
+    A refusal re-renders the form with the service's message and code, and the
+    refusal's status; a withdrawal redirects back here, where the balance shows
+    what is left.  Works without JavaScript.
+    """
+    user = request.user
+    balances = selectors.balances_for_user(user=user)
+    form = WithdrawalForm(request.POST if request.method == "POST" else None, balances=balances)
+    refusal: ApplicationError | None = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                asset = selectors.asset_by_symbol(symbol=data["asset"])
+                services.withdrawal_request(
+                    user=user, asset=asset, amount=data["amount"], address=data["address"], otp_code=data["otp_code"]
+                )
+            except ApplicationError as error:
+                refusal, status = error, error.status_code
+            else:
+                messages.success(
+                    request, f"Withdrawal of {plain(data['amount'])} {asset.symbol} to {data['address']} sent."
+                )
+                return redirect("withdraw")
+        else:
+            status = 400
+        # A code is good once (and may have been spent): never put it back in the form.
+        form.data = form.data.copy()
+        form.data["otp_code"] = ""
+    context = {
+        "form": form,
+        "refusal": refusal,
+        "balances": balances,
+        "withdrawals": selectors.recent_withdrawals(user=user, limit=RECENT_WITHDRAWALS),
+        "two_factor_enabled": services.two_factor_enabled(user),
+    }
+    return render(request, "accounts/withdraw.html", context, status=status)
 
 
 # --- Log in: throttled per username and address, locked after repeated failures, then the 2FA step ---------
@@ -164,17 +215,24 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Log in again: the two-factor step expired or was not started.")
         return redirect("login")
     user = User.objects.get(pk=pending["user_id"])
-    form = OtpCodeForm(request.POST or None)
+    form = LoginCodeForm(request.POST or None)
     template = "accounts/login_verify.html"
     if request.method == "POST" and form.is_valid():
         try:
             services.login_attempt(username=user.get_username(), ip=_ip_of(request))
-            services.two_factor_check(user=user, code=form.cleaned_data["code"])
+            remaining = services.two_factor_check_login(user=user, code=form.cleaned_data["code"])
         except ApplicationError as refusal:
             return _refused_login(request, refusal, template=template, context={"form": form})
         del request.session[PENDING_2FA]
         login(request, user, backend=pending["backend"])
         services.login_succeeded(username=user.get_username())
+        if remaining is not None:
+            messages.warning(
+                request,
+                f"You logged in with a recovery code; {remaining} of {services.RECOVERY_CODE_COUNT} remain. "
+                "Withdrawals still need a code from your authenticator app: if you lost it, ask an operator "
+                "to reset your two-factor authentication.",
+            )
         target = pending["next"]
         if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
             target = settings.LOGIN_REDIRECT_URL
@@ -189,8 +247,18 @@ def login_verify(request: HttpRequest) -> HttpResponse:
 @login_required
 def two_factor(request: HttpRequest) -> HttpResponse:
     """Two-factor state: on (with a form to turn it off), being set up (secret, QR, confirm) or off."""
+    return _render_two_factor(request)
+
+
+def _render_two_factor(request: HttpRequest, *, recovery_codes: list[str] | None = None) -> HttpResponse:
     user = request.user
-    context: dict = {"enabled": services.two_factor_enabled(user), "form": OtpCodeForm()}
+    context: dict = {
+        "enabled": services.two_factor_enabled(user),
+        "form": OtpCodeForm(),
+        "recovery_codes": recovery_codes,
+        "recovery_remaining": selectors.recovery_codes_remaining(user=user),
+        "recovery_total": services.RECOVERY_CODE_COUNT,
+    }
     secret = None if context["enabled"] else services.two_factor_pending_secret(user=user)
     if secret is not None:
         uri = services.two_factor_uri(user=user, secret=secret)
@@ -208,17 +276,32 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     return redirect("two-factor")
 
 
+@never_cache  # the response shows the recovery codes, this once
 @login_required
 @require_POST
 def two_factor_confirm(request: HttpRequest) -> HttpResponse:
     form = OtpCodeForm(request.POST)
     try:
-        services.two_factor_confirm(user=request.user, code=form.data.get("code"))
+        codes = services.two_factor_confirm(user=request.user, code=form.data.get("code"))
     except ApplicationError as refusal:
         messages.error(request, f"{refusal.message} ({refusal.code})")
         return redirect("two-factor")
     messages.success(request, "Two-factor authentication is on: logins now ask for a code.")
-    return redirect("account")
+    return _render_two_factor(request, recovery_codes=codes)
+
+
+@never_cache  # the response shows the recovery codes, this once
+@login_required
+@require_POST
+def two_factor_recovery_regenerate(request: HttpRequest) -> HttpResponse:
+    form = OtpCodeForm(request.POST)
+    try:
+        codes = services.two_factor_recovery_regenerate(user=request.user, code=form.data.get("code"))
+    except ApplicationError as refusal:
+        messages.error(request, f"{refusal.message} ({refusal.code})")
+        return redirect("two-factor")
+    messages.success(request, "New recovery codes made: the old ones no longer work.")
+    return _render_two_factor(request, recovery_codes=codes)
 
 
 @login_required

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from accounts import services
-from accounts.models import ApiKey, LedgerEntry, TwoFactorDevice
+from accounts.models import ApiKey, LedgerEntry, RecoveryCode, TwoFactorDevice
 from accounts.tests.two_factor import enable_two_factor, fresh_code
 from orders.models import Order
 
@@ -27,6 +27,7 @@ def state():
         ApiKey.objects.filter(revoked_at__isnull=False).count(),
         LedgerEntry.objects.count(),
         TwoFactorDevice.objects.count(),
+        list(RecoveryCode.objects.order_by("pk").values_list("pk", "used_at")),
     )
 
 
@@ -63,8 +64,10 @@ def requests_for(alice, market):
         ("post", "/orders/cancel-all/", {"market": "BTC_USDT"}, False),
         ("post", "/account/api-keys/", {"label": "x", "scopes": ["read"]}, False),
         ("post", f"/account/api-keys/{key}/revoke/", {}, False),
+        ("post", "/account/withdraw/", {"asset": "BTC", "amount": "1", "address": "x1", "otp_code": "123456"}, False),
         ("post", "/account/2fa/setup/", {}, False),
         ("post", "/account/2fa/confirm/", {"code": "123456"}, False),
+        ("post", "/account/2fa/recovery-codes/", {"code": "123456"}, False),
         ("post", "/account/2fa/disable/", {"code": "123456"}, False),
         ("post", "/logout/", {}, False),
     ]

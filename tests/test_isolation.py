@@ -33,7 +33,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
 from accounts import services as money
-from accounts.models import ApiKey, Balance, LedgerEntry, TwoFactorDevice, User
+from accounts.models import ApiKey, Balance, LedgerEntry, RecoveryCode, TwoFactorDevice, User
 from accounts.services import api_key_create
 from compat import routing as compat_routing
 from compat import services as compat_services
@@ -71,10 +71,12 @@ ISOLATION = {
     ],
     "api/v1/trades": ["test_rest_lists_show_only_your_own"],
     "api/v1/withdrawals": ["test_rest_withdrawals_list_and_spend_only_your_own"],
+    "account/withdraw/": ["test_page_withdrawal_form_spends_and_shows_only_your_own"],
     "account/2fa/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/setup/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/confirm/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "account/2fa/disable/": ["test_two_factor_pages_act_on_your_own_device_only"],
+    "account/2fa/recovery-codes/": ["test_two_factor_pages_act_on_your_own_device_only"],
     "orders/": ["test_pages_show_only_your_own"],
     "orders/fills/": ["test_pages_show_only_your_own"],
     "orders/place/<str:symbol>/": ["test_page_order_form_places_for_you_only"],
@@ -531,11 +533,38 @@ def test_rest_withdrawals_list_and_spend_only_your_own(world, btc):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_page_withdrawal_form_spends_and_shows_only_your_own(world, btc):
+    money.withdraw(user=world.bob, asset=btc, amount=Decimal("0.1"), note="to bob-wallet-9c1")
+    totp = two_factor_on(world.alice)
+    alice = session_for(world.alice)
+    page = alice.get("/account/withdraw/")
+    assert {b.user_id for b in page.context["balances"]} == {world.alice.pk}
+    assert page.context["withdrawals"] == [] and b"bob-wallet-9c1" not in page.content
+    before = others_state(world)
+    alice_btc = Balance.objects.get(user=world.alice, asset=btc).available
+    form = {"asset": "BTC", "amount": "0.5", "address": "alice-wallet", "otp_code": totp.now(),
+            "user": world.bob.pk, "user_id": world.bob.pk}  # fmt: skip
+    paid = alice.post("/account/withdraw/", form)
+    assert paid.status_code == 302, paid.content[:2000]
+    # The form named Bob; the money left Alice's balance, and only hers.
+    assert Balance.objects.get(user=world.alice, asset=btc).available == alice_btc - Decimal("0.5")
+    assert others_state(world) == before
+    shown = alice.get("/account/withdraw/")
+    assert [w.address for w in shown.context["withdrawals"]] == ["alice-wallet"]
+    assert b"bob-wallet-9c1" not in shown.content and b"bob-wallet-9c1" not in alice.get("/account/").content
+
+
+@pytest.mark.django_db(transaction=True)
 def test_two_factor_pages_act_on_your_own_device_only(world):
     bob_totp = two_factor_on(world.bob)
     bob_device = TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob)
+    bob_codes = list(RecoveryCode.objects.filter(device__user=world.bob).values_list("pk", "code_hash", "used_at"))
+    assert len(bob_codes) == 10
     alice = session_for(world.alice)
-    assert alice.get("/account/2fa/").context["enabled"] is False
+    page = alice.get("/account/2fa/")
+    assert page.context["enabled"] is False and page.context["recovery_remaining"] == 0
+    # Bob's current code cannot make new recovery codes from Alice's session, for Bob or for her.
+    alice.post("/account/2fa/recovery-codes/", {"code": bob_totp.now(), "user": world.bob.pk})
     # Bob's current code, sent from Alice's session (naming Bob), turns nothing off.
     alice.post("/account/2fa/disable/", {"code": bob_totp.now(), "user": world.bob.pk})
     alice.post("/account/2fa/setup/", {"user": world.bob.pk})
@@ -546,6 +575,10 @@ def test_two_factor_pages_act_on_your_own_device_only(world):
     assert not money.two_factor_enabled(world.alice)
     assert TwoFactorDevice.objects.values("pk", "confirmed_at", "secret_encrypted").get(user=world.bob) == bob_device
     assert money.two_factor_enabled(world.bob)
+    assert (
+        list(RecoveryCode.objects.filter(device__user=world.bob).values_list("pk", "code_hash", "used_at")) == bob_codes
+    )
+    assert not RecoveryCode.objects.filter(device__user=world.alice).exists()
 
 
 # --- the Binance-compatible API ---------------------------------------------------------------------

@@ -26,3 +26,9 @@ def fresh_code(user: User, secret: str) -> str:
     """A code that has not been used yet: as if the next 30 s step had come (each code is good once)."""
     TwoFactorDevice.objects.filter(user=user).update(last_step=0)
     return code_for(secret)
+
+
+def enable_two_factor_with_codes(user: User) -> tuple[str, list[str]]:
+    """Turn two-factor authentication on; return the secret and the recovery codes shown once."""
+    _, secret = services.two_factor_begin(user=user)
+    return secret, services.two_factor_confirm(user=user, code=code_for(secret))
