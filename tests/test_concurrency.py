@@ -8,12 +8,10 @@ writers rather than waiting for them.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts import services as money
 from accounts.models import Balance, LedgerEntry
@@ -26,31 +24,9 @@ from tests import figures
 from tests.engine_driver import EngineThread, settled
 from tests.factories import UserFactory, fund, place_limit
 from tests.invariants import assert_exchange_invariants
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_threads(count: int, work) -> Counter:
-    """Start ``count`` threads on ``work`` at the same moment; count their outcomes."""
-    outcomes: Counter = Counter()
-    lock = threading.Lock()
-    barrier = threading.Barrier(count)
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            for result in work(index):
-                with lock:
-                    outcomes[result] += 1
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def test_concurrent_orders_never_lock_more_than_the_user_has(market, usdt):

@@ -26,7 +26,7 @@ from tests import figures
 from tests.engine_driver import EngineThread, settled
 from tests.factories import UserFactory, fund, place_limit
 from tests.invariants import assert_exchange_invariants
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
-import threading
 from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 
 from accounts import selectors, services
 from accounts.models import ApiKey, Balance, LedgerEntry, RecoveryCode, TwoFactorDevice
 from accounts.tests.two_factor import code_for, enable_two_factor_with_codes, fresh_code
 from exchange_site.errors import ApplicationError
+from tests.threads import run_at_once
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-enough-password-1"
@@ -101,28 +101,15 @@ def test_concurrent_uses_of_one_code_exactly_one_wins(carol):
     """16 threads on real PostgreSQL present the same code at once: one login, 15 refusals."""
     _, codes = enable_two_factor_with_codes(carol)
     threads_count = 16
-    barrier = threading.Barrier(threads_count)
-    results: list[str] = []
-    lock = threading.Lock()
 
-    def use() -> None:
+    def use(index: int) -> str:
         try:
-            barrier.wait()
-            try:
-                services.two_factor_check_login(user=carol, code=codes[0])
-                outcome = "ok"
-            except ApplicationError as refusal:
-                outcome = refusal.code
-            with lock:
-                results.append(outcome)
-        finally:
-            connection.close()
+            services.two_factor_check_login(user=carol, code=codes[0])
+        except ApplicationError as refusal:
+            return refusal.code
+        return "ok"
 
-    threads = [threading.Thread(target=use) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_once(threads_count, use)
     assert sorted(results) == ["ok"] + ["recovery_code_invalid"] * (threads_count - 1)
     assert RecoveryCode.objects.filter(device__user=carol, used_at__isnull=False).count() == 1
 
@@ -219,23 +206,12 @@ def test_racing_regenerations_leave_one_set_of_ten(carol):
     all from one set, not 10 per thread side by side."""
     enable_two_factor_with_codes(carol)
     device = TwoFactorDevice.objects.get(user=carol)
-    barrier = threading.Barrier(8)
-    shown: list[list[str]] = []
 
-    def regenerate() -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                codes = services._replace_recovery_codes(device)
-            shown.append(codes)
-        finally:
-            connection.close()
+    def regenerate(index: int) -> list[str]:
+        with transaction.atomic():
+            return services._replace_recovery_codes(device)
 
-    threads = [threading.Thread(target=regenerate) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    shown = run_at_once(8, regenerate)
     assert len(shown) == 8
     assert RecoveryCode.objects.filter(device=device).count() == 10
     # The set that survived is the one some thread showed last; its codes work.

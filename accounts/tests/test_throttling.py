@@ -8,12 +8,10 @@ the bound is the limit per window spanned, which the assertions allow for.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
 import pytest
-from django.db import connection
 from django.test import Client
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
@@ -22,32 +20,13 @@ from orders.models import Order
 from tests import figures
 from tests.factories import UserFactory
 from tests.invariants import assert_exchange_invariants
+from tests.threads import run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a-long-enough-password-1"
 ATTEMPTS = 200
 LIMIT = 10
 HOUR = 3600
-
-
-def run_threads(count: int, work) -> list:
-    """Run ``work(index)`` in ``count`` threads released at the same moment; return the results in order."""
-    results: list = [None] * count
-    barrier = threading.Barrier(count)
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work(index)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def windows_spanned(start: float, period: int) -> int:
@@ -74,7 +53,7 @@ def test_200_concurrent_logins_against_a_limit_of_10_per_username(db, settings):
         "LOGIN_LOCKOUT_FAILURES": 1000,
     }
     start = time.time()
-    responses = run_threads(ATTEMPTS, lambda i: login("carol"))
+    responses = run_at_once(ATTEMPTS, lambda i: login("carol"))
     outcomes = Counter(r.status_code for r in responses)
     windows = windows_spanned(start, HOUR)
     assert outcomes[302] <= LIMIT * windows
@@ -93,7 +72,7 @@ def test_200_concurrent_logins_from_one_address_against_a_limit_of_10(db, settin
     settings.EXCHANGE = {**settings.EXCHANGE, "LOGIN_RATE_PER_IP": f"{LIMIT}/hour"}
     start = time.time()
     # Different usernames from one address; dave's is the right password, the others are not even users.
-    responses = run_threads(
+    responses = run_at_once(
         ATTEMPTS, lambda i: login("dave" if i % 20 == 0 else f"user{i}", REMOTE_ADDR="198.51.100.7")
     )
     outcomes = Counter(r.status_code for r in responses)
@@ -128,7 +107,7 @@ def test_50_concurrent_wrong_passwords_lock_the_account(db, settings):
     # PostgreSQL connection, and the test server allows 100.
     user_with_password("frank")
     settings.EXCHANGE = {**settings.EXCHANGE, "LOGIN_LOCKOUT_FAILURES": 5}
-    responses = run_threads(50, lambda i: login("frank", "wrong"))
+    responses = run_at_once(50, lambda i: login("frank", "wrong"))
     outcomes = Counter(r.status_code for r in responses)
     # Attempts are counted before the password is checked: five checks at most, however many race.
     assert outcomes == {200: 5, 429: 45}
@@ -152,7 +131,7 @@ def test_200_concurrent_orders_against_a_per_user_limit_of_10(market, alice, set
         return client.post("/api/v1/orders", {**order, "client_order_id": f"t{index}"}, format="json")
 
     start = time.time()
-    responses = run_threads(ATTEMPTS, place)
+    responses = run_at_once(ATTEMPTS, place)
     outcomes = Counter(r.status_code for r in responses)
     windows = windows_spanned(start, HOUR)
     assert outcomes[201] <= LIMIT * windows
