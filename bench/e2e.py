@@ -303,6 +303,9 @@ def stack_env(services: dict[str, str]) -> dict[str, str]:
     # so the throttles still count every request (their cost stays in the figures) but never refuse.
     env.setdefault("THROTTLE_USER", "10000000/minute")
     env.setdefault("THROTTLE_ORDERS", "10000000/minute")
+    # The flow leaves a share of its orders resting: over a long run 50 users pass the default cap of
+    # 200 live orders per market (decision 010), and refusals would be measured instead of placements.
+    env.setdefault("MAX_OPEN_ORDERS", "1000000")
     return env
 
 
