@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pyotp
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -332,13 +333,51 @@ def unlock_entries(*, user_id: int, asset_id: int, amount: Decimal, order_id: in
 # --- API keys -----------------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    digest = hashlib.sha256(("api-key-secrets:" + settings.SECRET_KEY).encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+@functools.lru_cache(maxsize=8)
+def _cipher_for(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    # The key derived from SECRET_KEY comes last: it encrypts only where no key is configured
+    # (development, tests) and still decrypts what it encrypted until ``reencrypt_secrets`` ran.
+    derived = base64.urlsafe_b64encode(hashlib.sha256(("api-key-secrets:" + secret_key).encode()).digest())
+    return MultiFernet([*(Fernet(key) for key in keys), Fernet(derived)])
+
+
+def _fernet() -> MultiFernet:
+    """The cipher for secrets at rest (API-key and two-factor secrets): ``SECRETS_ENCRYPTION_KEYS``, newest first.
+
+    The first key encrypts; every key (and, last, the key derived from
+    ``SECRET_KEY``) decrypts, so keys can be rotated without reissuing
+    anything: put the new key first, run ``manage.py reencrypt_secrets``,
+    then drop the old one.
+    """
+    return _cipher_for(tuple(settings.SECRETS_ENCRYPTION_KEYS), settings.SECRET_KEY)
+
+
+def secrets_reencrypt(*, batch_size: int = 500, progress=None) -> dict[str, int]:
+    """Re-encrypt every stored secret with the first configured key; how many of each kind were rewritten.
+
+    Each batch is its own transaction, so a long run holds no lock for long and
+    can be interrupted and run again (re-encrypting is idempotent).
+    ``progress(kind, done, total)`` is called after each batch.
+    """
+    cipher = _fernet()
+    rewritten = {}
+    for kind, model in (("api_keys", ApiKey), ("two_factor_devices", TwoFactorDevice)):
+        ids = list(model.objects.order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), batch_size):
+            with transaction.atomic(durable=True):
+                rows = list(model.objects.select_for_update().filter(pk__in=ids[start : start + batch_size]))
+                for row in rows:
+                    row.secret_encrypted = cipher.rotate(bytes(row.secret_encrypted))
+                model.objects.bulk_update(rows, ["secret_encrypted"])
+            if progress is not None:
+                progress(kind, min(start + batch_size, len(ids)), len(ids))
+        rewritten[kind] = len(ids)
+    logger.info("secrets re-encrypted", extra=rewritten)
+    return rewritten
 
 
 def api_key_secret(api_key: ApiKey) -> str:
-    """The HMAC secret of ``api_key`` (stored encrypted with a key derived from SECRET_KEY)."""
+    """The HMAC secret of ``api_key`` (stored encrypted: see ``_fernet``)."""
     return _fernet().decrypt(bytes(api_key.secret_encrypted)).decode()
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from tests.stack import free_port
@@ -31,6 +32,7 @@ def production_env(**extra: str) -> dict[str, str]:
         **{key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")},
         "DJANGO_SETTINGS_MODULE": "exchange_site.settings.production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "SECRETS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DJANGO_ALLOWED_HOSTS": f"{HOST},.example.org",
         "REDIS_URL": settings.REDIS_URL,
         **extra,

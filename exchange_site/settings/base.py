@@ -25,6 +25,10 @@ if (BASE_DIR / ".env").exists():
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# Fernet keys that encrypt API-key and two-factor secrets at rest, newest first (the first
+# encrypts, all decrypt): see accounts.services._fernet and docs/operations.md for rotation.
+# Unset, a key derived from SECRET_KEY is used (development and tests; production requires them).
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -1,12 +1,14 @@
 """Production profile: behind nginx terminating TLS; secrets without defaults; nothing for ``check --deploy`` to report.
 
 Required in the environment: ``DJANGO_SECRET_KEY`` (50 characters or more),
+``SECRETS_ENCRYPTION_KEYS`` (Fernet keys for secrets at rest),
 ``DJANGO_ALLOWED_HOSTS`` (the public host names), ``DATABASE_URL`` and
 ``REDIS_URL``.  ``DJANGO_CSRF_TRUSTED_ORIGINS`` (read in base.py) is only
 needed for cross-origin form posts: same-origin HTTPS requests pass without it.
 A missing or weak secret stops the process at start, not at the first request.
 """
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -16,11 +18,22 @@ DEBUG = False
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-    # Sessions, CSRF tokens and the API secrets' encryption all hang on this key.
+    # Sessions and CSRF tokens hang on this key.
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY must be set to a random value of 50 characters or more in production; "
         "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(64))'"
     )
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+try:
+    for _key in SECRETS_ENCRYPTION_KEYS or [""]:
+        Fernet(_key)
+except ValueError:
+    # Not derived from DJANGO_SECRET_KEY in production: rotating that key (sessions, CSRF)
+    # must not make every stored API-key and two-factor secret unreadable.
+    raise ImproperlyConfigured(
+        "SECRETS_ENCRYPTION_KEYS must list one or more Fernet keys (newest first) in production; "
+        "generate one with: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    ) from None
 # No default: a production site must say which host names it answers to.
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 
@@ -26,6 +27,7 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     production = {
         "DJANGO_SETTINGS_MODULE": "exchange_site.settings.production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "SECRETS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DJANGO_ALLOWED_HOSTS": "exchange.example.com",
         "DATABASE_URL": os.environ["DATABASE_URL"],
         "REDIS_URL": settings.REDIS_URL,
@@ -65,3 +67,11 @@ def test_a_missing_or_weak_secret_key_stops_the_start(secret):
     result = run_manage("check", DJANGO_SECRET_KEY=secret)
     assert result.returncode != 0
     assert "ImproperlyConfigured: DJANGO_SECRET_KEY must be set to a random value of 50 characters" in result.stderr
+
+
+@pytest.mark.parametrize("keys", ["", "not-a-fernet-key", f"{Fernet.generate_key().decode()},short"])
+def test_missing_or_malformed_secrets_encryption_keys_stop_the_start(keys):
+    """Secrets at rest need keys of their own in production, not ones derived from DJANGO_SECRET_KEY."""
+    result = run_manage("check", SECRETS_ENCRYPTION_KEYS=keys)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRETS_ENCRYPTION_KEYS must list one or more Fernet keys" in result.stderr
