@@ -40,10 +40,9 @@ from compat.errors import BinanceError
 from compat.marketstreams import StreamName, parse_stream_name
 from compat.signing import invalid_key, key_only, verify, ws_api_payload
 from compat.symbols import index
-from compat.userdata import OrderFacts, UserEventTranslator
+from compat.userdata import UserEventTranslator
 from exchange_site.client_ip import IPAddress, client_ip_from
 from marketdata import streams
-from marketdata.klines import to_millis
 
 logger = logging.getLogger(__name__)
 
@@ -96,27 +95,14 @@ def _listen_key_owner(listen_key: str) -> int | None:
     return selectors.listen_key_user_id(listen_key)
 
 
-@database_sync_to_async
-def _order_facts(user_id: int, order_id: int) -> OrderFacts | None:
-    row = selectors.order_facts(user_id=user_id, order_id=order_id)
-    if row is None:
-        return None
-    tif, stp, quote, created = row
-    return OrderFacts(tif, stp, quote, to_millis(created))
-
-
 async def translate_user_frame(user: UserStream, source: str, text: str) -> list[dict[str, Any]]:
-    """Binance's user data events for one of our private frames (facts and symbol looked up when new)."""
+    """Binance's user data events for one of our private frames (the symbol looked up when new)."""
     data = json.loads(text)["data"]
-    facts = None
-    order_id = user.translator.needs_facts(source, data)
-    if order_id is not None:
-        facts = await _order_facts(user.user_id, order_id)
     market = data.get("market")
     symbol = ""
     if market is not None:
         symbol = index.known_binance(market) or await _binance_symbol(market) or market
-    return user.translator.translate(source, data, symbol=symbol, facts=facts)
+    return user.translator.translate(source, data, symbol=symbol)
 
 
 class RateLimited:

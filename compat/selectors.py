@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from exchange_site.redis import get_redis
-from orders.models import Order
 
 LISTEN_KEY = re.compile(r"[0-9a-f]{60}")
 
@@ -21,12 +20,3 @@ def listen_key_user_id(listen_key: str) -> int | None:
         return None
     owner = get_redis().get(listen_key_name(listen_key))
     return int(owner) if owner is not None else None
-
-
-def order_facts(*, user_id: int, order_id: int) -> tuple[str, str, object, object] | None:
-    """``(time_in_force, stp_mode, quote_quantity, created_at)`` of one of ``user_id``'s orders, or None."""
-    return (
-        Order.objects.filter(pk=order_id, user_id=user_id)
-        .values_list("time_in_force", "stp_mode", "quote_quantity", "created_at")
-        .first()
-    )

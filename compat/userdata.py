@@ -12,15 +12,14 @@ translator holds them until that state comes, then computes the running
 totals backwards from it (filled before the batch = filled after it minus the
 batch's fills): exact, without remembering anything between batches.
 
-What a frame lacks (time in force, self-trade prevention mode, quote order
-quantity, creation time) is read once per order from the database by the
-caller (``OrderFacts``) and kept for the connection's later reports.
+Each order frame also carries what Binance's reports repeat every time (time
+in force, self-trade prevention mode, quote order quantity, creation time),
+so translating needs no database read.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -32,33 +31,14 @@ _END_EXECUTION = {"CANCELED": "CANCELED", "EXPIRED": "EXPIRED", "EXPIRED_IN_MATC
                   "REJECTED": "REJECTED"}  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class OrderFacts:
-    """What an order event does not carry, read from the order's row."""
-
-    time_in_force: str
-    stp_mode: str
-    quote_quantity: Decimal | None
-    created_ms: int
-
-
 class UserEventTranslator:
     """One connection's translation of one user's frames; feed frames in the order they arrive."""
 
     def __init__(self) -> None:
         self._fills: dict[int, list[dict[str, Any]]] = {}
-        self._facts: OrderedDict[int, OrderFacts] = OrderedDict()
         self._reported: OrderedDict[int, None] = OrderedDict()
 
-    def needs_facts(self, stream: str, data: dict[str, Any]) -> int | None:
-        """The order id whose facts must be given to ``translate`` with this frame, or None."""
-        if stream == "orders" and data["id"] not in self._facts:
-            return data["id"]
-        return None
-
-    def translate(
-        self, stream: str, data: dict[str, Any], *, symbol: str, facts: OrderFacts | None = None
-    ) -> list[dict[str, Any]]:
+    def translate(self, stream: str, data: dict[str, Any], *, symbol: str) -> list[dict[str, Any]]:
         """Binance's events for one of our frames (none for a fill: it is reported with its order's state)."""
         if stream == "fills":
             self._fills.setdefault(data["order_id"], []).append(data)
@@ -66,8 +46,6 @@ class UserEventTranslator:
                 del self._fills[next(iter(self._fills))]
             return []
         if stream == "orders":
-            if facts is not None:
-                self._remember(self._facts, data["id"], facts)
             return self._order_reports(data, self._fills.pop(data["id"], []), symbol)
         if stream == "balances":
             return self._balance_events(data)
@@ -81,18 +59,18 @@ class UserEventTranslator:
             memory.popitem(last=False)
 
     def _order_reports(self, order: dict[str, Any], fills: list[dict[str, Any]], symbol: str) -> list[dict[str, Any]]:
-        facts = self._facts.get(order["id"]) or OrderFacts("gtc", "none", None, order["E"])
         status = order_status(order["status"], order["end_reason"])
         quantity = Decimal(order["quantity"]) if order["quantity"] is not None else None
         filled = Decimal(order["filled_quantity"]) - sum((Decimal(f["qty"]) for f in fills), Decimal(0))
         filled_quote = Decimal(order["filled_quote"]) - sum((Decimal(f["quote_qty"]) for f in fills), Decimal(0))
         base = {
             "e": "executionReport", "E": order["E"], "s": symbol, "c": order["client_order_id"],
-            "S": SIDE[order["side"]], "o": TYPE[order["type"]], "f": time_in_force(order["type"], facts.time_in_force),
+            "S": SIDE[order["side"]], "o": TYPE[order["type"]],
+            "f": time_in_force(order["type"], order["time_in_force"]),
             "q": plain(quantity) if quantity is not None else "0", "p": order["price"] or "0", "P": "0", "F": "0",
-            "g": -1, "C": "", "r": "NONE", "i": order["id"], "T": order["E"], "I": 0, "M": False, "O": facts.created_ms,
-            "Q": plain(facts.quote_quantity) if facts.quote_quantity is not None else "0", "W": facts.created_ms,
-            "V": facts.stp_mode.upper(),
+            "g": -1, "C": "", "r": "NONE", "i": order["id"], "T": order["E"], "I": 0, "M": False,
+            "O": order["created_at"], "Q": order["quote_quantity"] or "0", "W": order["created_at"],
+            "V": order["stp_mode"].upper(),
         }  # fmt: skip
         reports = []
         first = order["id"] not in self._reported and not filled

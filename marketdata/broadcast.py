@@ -136,6 +136,10 @@ class OrderEvent:
     filled_quantity: Decimal
     filled_quote: Decimal
     end_reason: str
+    time_in_force: str
+    stp_mode: str
+    quote_quantity: Decimal | None
+    created_ms: int
 
 
 @dataclass(slots=True)
@@ -343,7 +347,8 @@ def _order_frame(order: OrderEvent, batch: MarketBatch) -> dict[str, Any]:
         "market": batch.symbol, "side": order.side, "type": order.type, "status": order.status,
         "price": plain_or_none(order.price), "quantity": plain_or_none(order.quantity),
         "filled_quantity": plain(order.filled_quantity), "filled_quote": plain(order.filled_quote),
-        "end_reason": order.end_reason,
+        "end_reason": order.end_reason, "time_in_force": order.time_in_force, "stp_mode": order.stp_mode,
+        "quote_quantity": plain_or_none(order.quote_quantity), "created_at": order.created_ms,
     }  # fmt: skip
 
 

@@ -101,6 +101,7 @@ _DONE_STATUS = {
 _ORDER_COLUMNS = (
     "id", "user_id", "side", "type", "time_in_force", "stp_mode", "price", "quantity", "quote_quantity",
     "protection_price", "status", "filled_quantity", "filled_quote", "locked_amount", "book_seq", "client_order_id",
+    "created_at",
 )  # fmt: skip
 
 
@@ -131,6 +132,11 @@ class LiveOrder:
     price: Decimal | None
     quantity: Decimal | None
     client_order_id: str
+    # What the owner's order events also say, as the order was placed.
+    time_in_force: str
+    stp_mode: str
+    quote_quantity: Decimal | None
+    created_ms: int
     end_reason: str = ""
 
 
@@ -201,15 +207,15 @@ class MarketEngine:
         logger.info("book rebuilt", extra={"market": self.symbol, "orders": len(self.live)})
 
     def _live_from_row(self, row: Sequence) -> LiveOrder:
-        (order_id, user_id, side, kind, _tif, _stp, price, qty, quote_quantity, protection, status,
-         filled, filled_quote, locked, book_seq, client_order_id) = row  # fmt: skip
+        (order_id, user_id, side, kind, tif, stp, price, qty, quote_quantity, protection, status,
+         filled, filled_quote, locked, book_seq, client_order_id, created_at) = row  # fmt: skip
         # A buy by quote amount locked its budget, not a price: its protection price only caps it.
         lock_price = (price if kind != Order.Type.MARKET else protection) if side == Order.Side.BUY else None
         if quote_quantity is not None:
             lock_price = None
         return LiveOrder(
             order_id, user_id, side, kind, lock_price, status, filled, filled_quote, locked, book_seq,
-            price, qty, client_order_id,
+            price, qty, client_order_id, tif, stp, quote_quantity, klines.to_millis(created_at),
         )  # fmt: skip
 
     # --- one batch ---------------------------------------------------------------------
@@ -512,6 +518,10 @@ class MarketEngine:
                 o.filled_quantity,
                 o.filled_quote,
                 o.end_reason,
+                o.time_in_force,
+                o.stp_mode,
+                o.quote_quantity,
+                o.created_ms,
             )
             for o in effects.orders.values()
         ]

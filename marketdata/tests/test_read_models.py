@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from marketdata import selectors, streams
+from marketdata.klines import to_millis
 from marketdata.ticker import MINUTE_MS
 from matching.models import EngineState
 from orders import services
@@ -161,6 +162,11 @@ def test_owners_get_their_order_fill_and_balance_events_and_nobody_elses(market,
         (sell.id, "partially_filled", "0.4"),
     ]
     assert orders[0]["client_order_id"] == "alice-1" and orders[0]["price"] == "100"
+    # What the order was placed with rides along, so clients (and the Binance user stream) need no lookup.
+    sell.refresh_from_db()
+    for order in orders:
+        assert (order["time_in_force"], order["stp_mode"], order["quote_quantity"]) == ("gtc", "none", None)
+        assert order["created_at"] == to_millis(sell.created_at)
     (fill,) = [f["data"] for f in frames if f["stream"] == "fills"]
     assert (fill["order_id"], fill["side"], fill["role"], fill["qty"], fill["price"]) == (
         sell.id,
