@@ -117,7 +117,8 @@ def active_credentials(key: str) -> tuple[ApiKey, str]:
 
 def check_signature(*, secret: str, payload: bytes, signature: str) -> None:
     """``signature`` must be the hex HMAC-SHA256 of ``payload`` (any case), compared in constant time."""
-    if not hmac.compare_digest(sign(secret, payload), signature.lower()):
+    # compare_digest raises TypeError on non-ASCII text: such a signature is simply wrong.
+    if not signature.isascii() or not hmac.compare_digest(sign(secret, payload), signature.lower()):
         raise SignatureRefused("The signature does not match this request.", reason="bad_signature")
 
 

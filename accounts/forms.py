@@ -52,6 +52,14 @@ class OtpCodeForm(forms.Form):
     )
 
 
+class TwoFactorConfirmForm(OtpCodeForm):
+    """Turning two-factor on: the account's password too, so a stolen session alone cannot choose the phone."""
+
+    password = forms.CharField(
+        label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), strip=False
+    )
+
+
 class WithdrawalForm(forms.Form):
     """A withdrawal from the account pages.  Only the shape is checked here: ``withdrawal_request`` decides."""
 

@@ -495,24 +495,56 @@ def two_factor_uri(*, user: User, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=settings.EXCHANGE["TOTP_ISSUER"])
 
 
+def _count_code_attempt(device: TwoFactorDevice) -> str:
+    """Count one code attempt against the device's owner before the code is checked; refuse past the limit.
+
+    Counted in advance with one atomic MULTI (as login attempts are), so however
+    many requests race, at most ``TWO_FACTOR_MAX_FAILURES`` codes are checked
+    per ``LOGIN_LOCKOUT_SECONDS``: guessing a 6-digit code through the pages or
+    the API stays hopeless.  Returns the counter's key, to forgive a right code.
+    """
+    key = f"two_factor:failures:{device.user_id}"
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
+    pipe.incr(key)
+    pipe.ttl(key)
+    _, attempts, ttl = pipe.execute()
+    if attempts > settings.EXCHANGE["TWO_FACTOR_MAX_FAILURES"]:
+        wait = max(int(ttl), 1)
+        if attempts == settings.EXCHANGE["TWO_FACTOR_MAX_FAILURES"] + 1:
+            logger.warning("two-factor codes locked", extra={"user": device.user_id})
+        raise ApplicationError(
+            f"Too many wrong two-factor codes: try again in {(wait + 59) // 60} min.",
+            code="two_factor_locked",
+            status=429,
+            details={"retry_after": wait},
+        )
+    return key
+
+
 def _use_code(device: TwoFactorDevice, code: str | None) -> None:
     """Accept ``code`` once: it must match a step near now not older than the last code used.
 
     The UPDATE ... WHERE last_step < step is atomic, so two requests racing
-    with the same code cannot both pass.
+    with the same code cannot both pass.  Every attempt counts against
+    :func:`_count_code_attempt`'s limit; a right code is forgiven.
     """
     code = (code or "").strip().replace(" ", "")
     if not code:
         raise ApplicationError(
             "Enter the 6-digit code from your authenticator app.", code="two_factor_code_required", status=403
         )
-    totp = pyotp.TOTP(_totp_secret(device))
-    now_step = int(time.time()) // TOTP_STEP_SECONDS
-    for step in range(now_step - TOTP_DRIFT_STEPS, now_step + TOTP_DRIFT_STEPS + 1):
-        if hmac.compare_digest(totp.generate_otp(step), code):
-            if TwoFactorDevice.objects.filter(pk=device.pk, last_step__lt=step).update(last_step=step):
-                return
-            break  # that code was already used
+    attempts_key = _count_code_attempt(device)
+    # Six ASCII digits or nothing: compare_digest refuses non-ASCII text with a TypeError.
+    if code.isascii() and code.isdigit():
+        totp = pyotp.TOTP(_totp_secret(device))
+        now_step = int(time.time()) // TOTP_STEP_SECONDS
+        for step in range(now_step - TOTP_DRIFT_STEPS, now_step + TOTP_DRIFT_STEPS + 1):
+            if hmac.compare_digest(totp.generate_otp(step), code):
+                if TwoFactorDevice.objects.filter(pk=device.pk, last_step__lt=step).update(last_step=step):
+                    get_redis().decr(attempts_key)
+                    return
+                break  # that code was already used
     raise ApplicationError(
         "That code is not valid (or was already used); enter the current code from your authenticator app.",
         code="two_factor_code_invalid",
@@ -545,16 +577,26 @@ def two_factor_check(*, user: User, code: str | None) -> None:
     _use_code(_confirmed_device(user), code)
 
 
-def two_factor_confirm(*, user: User, code: str | None) -> list[str]:
-    """Turn two-factor authentication on once the pending device's code checks out.
+def two_factor_confirm(*, user: User, code: str | None, password: str | None) -> list[str]:
+    """Turn two-factor authentication on once the account's password and the pending device's code check out.
 
-    Returns the new recovery codes, in plain text this once (only their hashes are kept).
+    The password, because whoever turns two-factor on decides which phone may
+    move the money: a stolen session alone must not be able to (and a new
+    device also holds withdrawals for ``WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S``,
+    see :func:`withdrawal_request`).  Returns the new recovery codes, in plain
+    text this once (only their hashes are kept).
     """
     device = TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=True).first()
     if device is None:
         raise ApplicationError(
             "Start setting up two-factor authentication first.", code="two_factor_not_pending", status=409
         )
+    attempts_key = _count_code_attempt(device)  # a wrong password counts like a wrong code: no free guessing
+    if not user.check_password(password or ""):
+        raise ApplicationError(
+            "Enter your account's password to turn two-factor authentication on.", code="password_invalid", status=403
+        )
+    get_redis().decr(attempts_key)
     _use_code(device, code)
     with transaction.atomic(durable=True):
         TwoFactorDevice.objects.filter(pk=device.pk).update(confirmed_at=timezone.now())
@@ -693,6 +735,7 @@ def withdrawal_request(
         raise ApplicationError(
             "The address must be 1-128 letters, digits or ':._-'.", code="invalid_address", details={"field": "address"}
         )
+    _check_withdrawal_hold(user)
     if api_key is not None:
         if not api_key.has_scope(ApiScope.WITHDRAW):
             raise ApplicationError(
@@ -711,6 +754,29 @@ def withdrawal_request(
             raise _insufficient_funds(asset, amount)
         _use_code(device, otp_code)
     withdraw(user=user, asset=asset, amount=amount, note=f"to {address}")
+
+
+def _check_withdrawal_hold(user: User) -> None:
+    """Refuse withdrawals for ``WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S`` after two-factor authentication was turned on.
+
+    Whoever turns it on chooses the phone that authorises withdrawals; were that
+    a thief with the password and the session, the hold gives the owner time to
+    notice (the account page says when withdrawals open) before money can leave.
+    """
+    hold = settings.EXCHANGE["WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S"]
+    confirmed_at = (
+        TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False)
+        .values_list("confirmed_at", flat=True)
+        .first()
+    )
+    if hold and confirmed_at is not None and (opens := confirmed_at + dt.timedelta(seconds=hold)) > timezone.now():
+        raise ApplicationError(
+            f"Withdrawals open {opens:%Y-%m-%d %H:%M} UTC, {hold // 3600} h after two-factor authentication was "
+            "turned on (a protection in case it was not you).",
+            code="withdrawal_hold",
+            status=403,
+            details={"opens_at": opens.isoformat()},
+        )
 
 
 # --- Login protection ----------------------------------------------------------------------

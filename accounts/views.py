@@ -10,12 +10,14 @@ import time
 import segno
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import REDIRECT_FIELD_NAME, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
@@ -23,7 +25,14 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
-from accounts.forms import ApiKeyCreateForm, LoginCodeForm, OtpCodeForm, SignUpForm, WithdrawalForm
+from accounts.forms import (
+    ApiKeyCreateForm,
+    LoginCodeForm,
+    OtpCodeForm,
+    SignUpForm,
+    TwoFactorConfirmForm,
+    WithdrawalForm,
+)
 from accounts.models import ApiKey, User
 from exchange_site.amounts import plain
 from exchange_site.client_ip import client_ip
@@ -167,6 +176,23 @@ def _ip_of(request: HttpRequest) -> str:
     return str(client_ip(request.META) or "unknown")
 
 
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login page: operators sign in through ours, with its throttles, lockout and two-factor step.
+
+    Django's own admin login checks only the password, so it would have been a
+    way around all three for the most powerful accounts.  A signed-in user who
+    is not staff is told so here (sending them back to the admin would loop).
+    """
+    destination = request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index")
+    if not request.user.is_authenticated:
+        return redirect_to_login(destination, login_url=reverse("login"))
+    if not url_has_allowed_host_and_scheme(destination, allowed_hosts={request.get_host()}):
+        destination = reverse("admin:index")
+    if request.user.is_active and request.user.is_staff:
+        return redirect(destination)
+    return render(request, "accounts/not_an_operator.html", status=403)
+
+
 class LoginView(auth_views.LoginView):
     """Django's login, with each attempt counted before the password is checked (``services.login_attempt``).
 
@@ -255,6 +281,8 @@ def _render_two_factor(request: HttpRequest, *, recovery_codes: list[str] | None
     context: dict = {
         "enabled": services.two_factor_enabled(user),
         "form": OtpCodeForm(),
+        "confirm_form": TwoFactorConfirmForm(),
+        "withdrawal_hold_hours": settings.EXCHANGE["WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S"] // 3600,
         "recovery_codes": recovery_codes,
         "recovery_remaining": selectors.recovery_codes_remaining(user=user),
         "recovery_total": services.RECOVERY_CODE_COUNT,
@@ -280,9 +308,11 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def two_factor_confirm(request: HttpRequest) -> HttpResponse:
-    form = OtpCodeForm(request.POST)
+    form = TwoFactorConfirmForm(request.POST)
     try:
-        codes = services.two_factor_confirm(user=request.user, code=form.data.get("code"))
+        codes = services.two_factor_confirm(
+            user=request.user, code=form.data.get("code"), password=form.data.get("password")
+        )
     except ApplicationError as refusal:
         messages.error(request, f"{refusal.message} ({refusal.code})")
         return redirect("two-factor")

@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework import exceptions
 
 from accounts.authentication import verify_signed_request
+from accounts.models import ApiScope
 from exchange_site.client_ip import client_ip_from
 from exchange_site.errors import ApplicationError
 from marketdata import streams
@@ -57,7 +58,7 @@ class ClientError(Exception):
 def _authenticate_api_key(headers: dict[str, str], path: str, client: tuple | None):
     forwarded = headers.get("x-forwarded-for", "")
     ip = client_ip_from(remote_addr=client[0] if client else "", forwarded_for=forwarded)
-    user, _ = verify_signed_request(
+    user, api_key = verify_signed_request(
         key=headers["x-api-key"],
         timestamp=headers.get("x-timestamp", ""),
         recv_window=headers.get("x-recv-window", ""),
@@ -67,6 +68,9 @@ def _authenticate_api_key(headers: dict[str, str], path: str, client: tuple | No
         body=b"",
         ip=ip,
     )
+    # The private streams show orders, fills and balances: reading, as on the REST API.
+    if not api_key.has_scope(ApiScope.READ):
+        raise exceptions.AuthenticationFailed("This API key lacks the read scope the private streams need.")
     return user
 
 

@@ -123,6 +123,7 @@ PUBLIC = {
     "": "markets overview",
     "signup/": "creates a new user; no id",
     "login/": "Django's login",
+    "admin/login/": "sends operators to the site's login (accounts/tests/test_two_factor_guards.py); no id",
     "login/verify/": "the login's two-factor step: the user it verifies is kept in the session by the password "
     "step, never taken from the request (accounts/tests/test_two_factor.py)",
     "logout/": "ends your own session",
@@ -506,7 +507,7 @@ def two_factor_on(user: User) -> pyotp.TOTP:
     """Turn ``user``'s two-factor authentication on with a code one step old, so the current code is still unused."""
     _, secret = money.two_factor_begin(user=user)
     totp = pyotp.TOTP(secret)
-    money.two_factor_confirm(user=user, code=totp.at(time.time() - money.TOTP_STEP_SECONDS))
+    money.two_factor_confirm(user=user, code=totp.at(time.time() - money.TOTP_STEP_SECONDS), password="pass")
     return totp
 
 

@@ -27,6 +27,7 @@ def carol(btc):
 
     user = UserFactory(username="carol")
     user.set_password(PASSWORD)
+    user.raw_password = PASSWORD  # for accounts.tests.two_factor helpers
     user.save()
     fund(user, btc, Decimal(10))
     return user
@@ -49,7 +50,7 @@ def test_confirming_shows_ten_codes_once_and_stores_only_hashes(carol):
     client.force_login(carol)
     client.post("/account/2fa/setup/")
     secret = re.search(r'id="two-factor-secret">([A-Z2-7]+)<', client.get("/account/2fa/").content.decode()).group(1)
-    response = client.post("/account/2fa/confirm/", {"code": code_for(secret)})
+    response = client.post("/account/2fa/confirm/", {"code": code_for(secret), "password": PASSWORD})
     assert response.status_code == 200 and response["Cache-Control"].startswith("max-age=0")
     codes = response.context["recovery_codes"]
     assert len(codes) == len(set(codes)) == 10 and all(CODE_SHAPE.match(code) for code in codes)

@@ -22,6 +22,7 @@ def carol(db):
 
     user = UserFactory(username="carol")
     user.set_password(PASSWORD)
+    user.raw_password = PASSWORD  # for accounts.tests.two_factor helpers
     user.save()
     return user
 
@@ -37,9 +38,11 @@ def test_enabling_from_the_page_with_a_real_code(carol):
     assert not services.two_factor_enabled(carol)
     # A wrong code leaves it off; the code from the secret turns it on.
     wrong = "123456" if code_for(secret) != "123456" else "654321"
-    client.post("/account/2fa/confirm/", {"code": wrong})
+    client.post("/account/2fa/confirm/", {"code": wrong, "password": PASSWORD})
     assert not services.two_factor_enabled(carol)
-    assert client.post("/account/2fa/confirm/", {"code": code_for(secret)}).status_code == 200  # shows recovery codes
+    assert (
+        client.post("/account/2fa/confirm/", {"code": code_for(secret), "password": PASSWORD}).status_code == 200
+    )  # shows recovery codes
     assert services.two_factor_enabled(carol)
     assert b"is <strong>on</strong>" in client.get("/account/2fa/").content
     assert secret not in client.get("/account/2fa/").content.decode()  # never shown again

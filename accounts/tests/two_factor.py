@@ -9,16 +9,24 @@ import pyotp
 from accounts import services
 from accounts.models import TwoFactorDevice, User
 
+# The password tests.factories.UserFactory gives a user unless the test sets another.
+FACTORY_PASSWORD = "pass"
+
 
 def code_for(secret: str, *, offset: int = 0) -> str:
     """The code an authenticator app shows now (``offset`` steps of 30 s later or earlier)."""
     return pyotp.TOTP(secret).generate_otp(int(time.time()) // services.TOTP_STEP_SECONDS + offset)
 
 
+def _password_of(user: User) -> str:
+    # Tests that set their own password keep it on the user object for us.
+    return getattr(user, "raw_password", FACTORY_PASSWORD)
+
+
 def enable_two_factor(user: User) -> str:
     """Turn two-factor authentication on for ``user`` as the pages do; return the secret."""
     _, secret = services.two_factor_begin(user=user)
-    services.two_factor_confirm(user=user, code=code_for(secret))
+    services.two_factor_confirm(user=user, code=code_for(secret), password=_password_of(user))
     return secret
 
 
@@ -31,4 +39,4 @@ def fresh_code(user: User, secret: str) -> str:
 def enable_two_factor_with_codes(user: User) -> tuple[str, list[str]]:
     """Turn two-factor authentication on; return the secret and the recovery codes shown once."""
     _, secret = services.two_factor_begin(user=user)
-    return secret, services.two_factor_confirm(user=user, code=code_for(secret))
+    return secret, services.two_factor_confirm(user=user, code=code_for(secret), password=_password_of(user))

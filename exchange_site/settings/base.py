@@ -209,6 +209,12 @@ EXCHANGE = {
     "LOGIN_RATE_PER_IP": env("LOGIN_RATE_PER_IP", default="30/minute"),
     "LOGIN_LOCKOUT_FAILURES": env.int("LOGIN_LOCKOUT_FAILURES", default=5),
     "LOGIN_LOCKOUT_SECONDS": env.int("LOGIN_LOCKOUT_SECONDS", default=900),
+    # Wrong two-factor codes (and passwords when turning it on) per user per LOGIN_LOCKOUT_SECONDS,
+    # on every page and endpoint that takes a code.
+    "TWO_FACTOR_MAX_FAILURES": env.int("TWO_FACTOR_MAX_FAILURES", default=5),
+    # No withdrawal for this long after two-factor authentication is turned on (a thief who turned
+    # it on with a stolen password and session would otherwise choose the phone that authorises them).
+    "WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S": env.int("WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S", default=86400),
     # Name authenticator apps show next to the code.
     "TOTP_ISSUER": env("TOTP_ISSUER", default="Exchange"),
     # How long a signed API request stays valid, and the largest window a client may ask for.

@@ -28,4 +28,6 @@ EXCHANGE = {
     "LIMIT_BAND_REFERENCE_TTL_S": 0,
     "LOGIN_RATE_PER_USERNAME": "100000/minute",
     "LOGIN_RATE_PER_IP": "100000/minute",
+    # Tests turn two-factor on and withdraw at once; accounts/tests/test_two_factor_guards.py tests the hold.
+    "WITHDRAWAL_HOLD_AFTER_TWO_FACTOR_S": 0,
 }

@@ -130,8 +130,8 @@ async def test_too_many_subscriptions_are_refused_whole(market, monkeypatch):
     await ws.disconnect()
 
 
-def api_key_headers(user, path: str = "/ws", **overrides) -> list[tuple[bytes, bytes]]:
-    key, secret = api_key_create(user=user, label="ws")
+def api_key_headers(user, path: str = "/ws", scopes=("read", "trade"), **overrides) -> list[tuple[bytes, bytes]]:
+    key, secret = api_key_create(user=user, label="ws", scopes=scopes)
     headers = signed_headers(key=key.key, secret=secret, method="GET", path=path, **overrides)
     return [(name[5:].replace("_", "-").lower().encode(), value.encode()) for name, value in headers.items()]
 
@@ -160,6 +160,15 @@ async def test_a_bad_signature_closes_with_4401(market):
     reply = json.loads(await ws.receive_from())
     assert reply["error"]["code"] == "authentication_failed"
     assert "signature" in reply["error"]["msg"]
+    assert (await ws.receive_output())["code"] == consumers.CLOSE_UNAUTHENTICATED
+
+
+async def test_a_key_without_the_read_scope_gets_no_private_stream(market):
+    """Orders, fills and balances are reading: a trade-only key is refused at the handshake, as on REST."""
+    user = await sync_to_async(UserFactory)()
+    ws = await connect(await sync_to_async(api_key_headers)(user, scopes=("trade",)))
+    reply = json.loads(await ws.receive_from())
+    assert reply["error"]["code"] == "authentication_failed" and "read scope" in reply["error"]["msg"]
     assert (await ws.receive_output())["code"] == consumers.CLOSE_UNAUTHENTICATED
 
 
