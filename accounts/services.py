@@ -495,6 +495,20 @@ def two_factor_uri(*, user: User, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=settings.EXCHANGE["TOTP_ISSUER"])
 
 
+def _count_in_advance(key: str) -> tuple[int, int]:
+    """Count one attempt under ``key`` for the lockout period its first attempt started; (attempts, seconds left).
+
+    One atomic MULTI, before whatever is guarded is checked: however many
+    requests race, each sees its own count, so no more than the limit get through.
+    """
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
+    pipe.incr(key)
+    pipe.ttl(key)
+    _, attempts, ttl = pipe.execute()
+    return attempts, max(int(ttl), 1)
+
+
 def _count_code_attempt(device: TwoFactorDevice) -> str:
     """Count one code attempt against the device's owner before the code is checked; refuse past the limit.
 
@@ -504,13 +518,8 @@ def _count_code_attempt(device: TwoFactorDevice) -> str:
     the API stays hopeless.  Returns the counter's key, to forgive a right code.
     """
     key = f"two_factor:failures:{device.user_id}"
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
-    pipe.incr(key)
-    pipe.ttl(key)
-    _, attempts, ttl = pipe.execute()
+    attempts, wait = _count_in_advance(key)
     if attempts > settings.EXCHANGE["TWO_FACTOR_MAX_FAILURES"]:
-        wait = max(int(ttl), 1)
         if attempts == settings.EXCHANGE["TWO_FACTOR_MAX_FAILURES"] + 1:
             logger.warning("two-factor codes locked", extra={"user": device.user_id})
         raise ApplicationError(
@@ -815,14 +824,8 @@ def login_attempt(*, username: str, ip: str) -> None:
                 status=429,
                 details={"retry_after": retry},
             )
-    key = _failures_key(username)
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.set(key, 0, ex=settings.EXCHANGE["LOGIN_LOCKOUT_SECONDS"], nx=True)
-    pipe.incr(key)
-    pipe.ttl(key)
-    _, attempts, ttl = pipe.execute()
+    attempts, wait = _count_in_advance(_failures_key(username))
     if attempts > settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"]:
-        wait = max(int(ttl), 1)
         until = timezone.now() + dt.timedelta(seconds=wait)
         if attempts == settings.EXCHANGE["LOGIN_LOCKOUT_FAILURES"] + 1:
             logger.warning("login locked", extra={"until": until.isoformat()})
