@@ -294,19 +294,33 @@ class MarketEngine:
                 quote_budget=notional_units(market, quote_quantity) if quote_quantity is not None else None,
             )  # fmt: skip
             if cap_ticks is not None:
-                # Liquidity left beyond the cap means the band, not the book, stopped the order.
-                if order.side == Order.Side.BUY:
-                    beyond = self.book.best_ask()
-                    protected = beyond is not None and beyond > cap_ticks
-                else:
-                    beyond = self.book.best_bid()
-                    protected = beyond is not None and beyond < cap_ticks
+                protected = self._stopped_by_band(order, cap_ticks, events, quote_quantity)
         else:
             events = self.book.place(
                 order.id, order.user_id, _SIDE[order.side], to_ticks(market, price), qty_lots,
                 kind=mb.LIMIT, tif=_TIF[tif], post_only=kind == Order.Type.LIMIT_MAKER, stp=_STP[stp],
             )  # fmt: skip
         self._settle_events(order, events, effects, protected=protected)
+
+    def _stopped_by_band(
+        self, order: LiveOrder, cap_ticks: int, events: Sequence[tuple], quote_quantity: Decimal | None
+    ) -> bool:
+        """Whether the band, not the book, the budget or self-trade prevention, ended this market order.
+
+        Liquidity left beyond the cap says the band stopped it, unless self-trade
+        prevention expired one of the user's own makers on the way, or a quote
+        budget was spent down to less than one lot at the next price.
+        """
+        buy = order.side == Order.Side.BUY
+        beyond = self.book.best_ask() if buy else self.book.best_bid()
+        if beyond is None or (beyond <= cap_ticks if buy else beyond >= cap_ticks):
+            return False
+        if any(event[0] == mb.DONE and event[1] != order.id for event in events):
+            return False  # self-trade prevention ended it
+        if quote_quantity is not None:
+            spent = sum(event[5] * event[6] for event in events if event[0] == mb.FILL)
+            return notional_units(self.market, quote_quantity) - spent >= beyond  # a lot at the next price
+        return True
 
     def _cancel(self, order_id: int, row: Sequence | None, effects: BatchEffects) -> None:
         if order_id in self.live:

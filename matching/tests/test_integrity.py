@@ -57,6 +57,20 @@ def test_a_market_buy_by_quote_into_a_thin_book_stops_at_the_band(market, alice,
     assert_exchange_invariants(engine)
 
 
+def test_a_quote_buy_whose_budget_runs_out_inside_the_band_is_not_a_price_protection_stop(
+    market, alice, bob, usdt, engine
+):
+    """Its budget, not the band, ended it, though liquidity is left beyond the band (the label must say so)."""
+    thin_book(alice, market, engine)
+    # 1 @ 100 inside the band, then 0.1 USDT left: less than one lot (0.001) at 200 costs.
+    buy = place(bob, market, "buy", "market", quote_quantity=D("100.1"))
+    engine.drain()
+    buy = fresh(buy)
+    assert (buy.filled_quantity, buy.filled_quote) == (D(1), D(100))
+    assert (buy.status, buy.end_reason) == (S.EXPIRED, "remainder_expired")
+    assert_exchange_invariants(engine)
+
+
 def test_a_market_sell_into_a_thin_book_stops_at_the_band(market, alice, bob, btc, engine):
     place(alice, market, "buy", qty="1", price="100")
     place(alice, market, "buy", qty="1", price="50")
