@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative or tottime")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--batch", type=int, default=1, help="orders per request (1: POST /orders; >1: /orders/batch)")
+    parser.add_argument(
+        "--cancel", action="store_true", help="profile DELETE /api/v1/orders/{id} (orders placed beforehand, untimed)"
+    )
     args = parser.parse_args(argv)
     setup_django()
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from accounts import services as money
     from accounts.models import Asset, User
     from exchange_site.redis import get_redis
+    from markets.selectors import market_get
     from markets.services import market_create
     from tests.signing import signed_headers
 
@@ -81,7 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     api_key, secret = money.api_key_create(user=user)
     client = Client()
 
+    to_cancel: list[int] = []
+    if args.cancel:
+        from orders import services as order_services
+
+        place = order_services.OrderRequest(side="buy", type="limit", price=Decimal(100), quantity=Decimal("0.01"))
+        market = market_get(symbol="BTC_USDT")
+        to_cancel = [
+            order_services.place_order(user=user, market=market, request=place).pk
+            for _ in range(2 * args.requests + 60)
+        ]
+
     def request(i: int):
+        if args.cancel:
+            path = f"/api/v1/orders/{to_cancel.pop()}"
+            headers = signed_headers(key=api_key.key, secret=secret, method="DELETE", path=path, body=b"")
+            response = client.delete(path, **headers)
+            assert response.status_code == 202, response.content
+            return response
         order = {
             "market": "BTC_USDT",
             "side": "buy",

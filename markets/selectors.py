@@ -36,6 +36,16 @@ def market_get(*, symbol: str) -> Market:
     return market
 
 
+def market_get_by_id(*, market_id: int) -> Market:
+    """The market with primary key ``market_id`` (it exists: an order points at it), cached like ``market_get``."""
+    key = ("id", market_id)
+    market = _cached_markets.get(key)
+    if market is MISSING:
+        market = market_list().get(pk=market_id)
+        _cached_markets.set(key, market)
+    return market
+
+
 def forget_cached_markets() -> None:
     """Drop this process's cached markets (after a change to one)."""
     _cached_markets.clear()

@@ -30,6 +30,7 @@ from exchange_site.amounts import decimal_places, plain
 from exchange_site.errors import ApplicationError
 from marketdata.selectors import reference_prices
 from markets.models import Market
+from markets.selectors import market_get_by_id
 from markets.units import is_multiple
 from orders import streams
 from orders.models import OpenOrderCount, Order
@@ -546,19 +547,43 @@ def request_cancels(*, user: User, order_ids: Sequence[int]) -> list[Order | App
     return results
 
 
+# One statement for the most frequent cancel: lock the user's order, record the request if it is
+# live and not yet asked for, and return the row as locked.  ``{column}`` is "id" or
+# "client_order_id", never user input.  The UPDATE's effect is not visible to the SELECT of the same
+# statement, so the row comes back as it was locked; ``request_cancel`` fills in the request time.
+_CANCEL_ONE_SQL = """
+WITH locked AS (
+    SELECT * FROM orders_order WHERE user_id = %(user)s AND {column} = %(value)s FOR UPDATE
+), marked AS (
+    UPDATE orders_order AS o SET cancel_requested_at = %(now)s
+    FROM locked
+    WHERE o.id = locked.id AND locked.status = ANY(%(live)s) AND locked.cancel_requested_at IS NULL
+)
+SELECT * FROM locked
+"""
+
+
 def request_cancel(*, user: User, order_id: int | None = None, client_order_id: str | None = None) -> Order:
     """Ask the engine to cancel one of ``user``'s live orders; returns the order as it stands.
 
-    Idempotent: asking again for an order already being cancelled changes nothing.
+    Idempotent: asking again for an order already being cancelled changes nothing
+    (and streams the command again, which the engine ignores once the order ended).
+    One statement instead of a locking SELECT and an UPDATE through the ORM: a
+    third of order-entry traffic is cancels, and the ORM's query building was the
+    larger part of their cost (py-spy on a loaded web worker; bench/profile_place.py --cancel).
     """
-    lookup = Q(pk=order_id) if order_id is not None else Q(client_order_id=client_order_id)
+    column, value = ("id", order_id) if order_id is not None else ("client_order_id", client_order_id)
+    now = timezone.now()
+    params = {"user": user.pk, "value": value, "now": now, "live": list(Order.LIVE_STATUSES)}
     with transaction.atomic(durable=True):
-        order = next(iter(_lock_orders(user=user, lookup=lookup)), None)
+        order = next(iter(Order.objects.raw(_CANCEL_ONE_SQL.format(column=column), params)), None)
         if order is None:
             raise _order_not_found(order_id=order_id, client_order_id=client_order_id)
         if not order.is_live:
             raise _not_cancellable(order)
-        _send_cancels([order])
+        order.cancel_requested_at = order.cancel_requested_at or now
+        order.market = market_get_by_id(market_id=order.market_id)
+        _stream_cancels([order])
     return order
 
 
@@ -615,9 +640,15 @@ def _send_cancels(orders: Sequence[Order]) -> None:
     Order.objects.filter(pk__in=[o.pk for o in orders], cancel_requested_at__isnull=True).update(
         cancel_requested_at=now
     )
-    commands: dict[str, list[tuple[str, int]]] = {}
     for order in orders:
         order.cancel_requested_at = order.cancel_requested_at or now
+    _stream_cancels(orders)
+
+
+def _stream_cancels(orders: Sequence[Order]) -> None:
+    """Write a cancel command for each order to its market's stream once the transaction commits."""
+    commands: dict[str, list[tuple[str, int]]] = {}
+    for order in orders:
         commands.setdefault(order.market.symbol, []).append((streams.CANCEL, order.pk))
     transaction.on_commit(lambda: streams.send_command_batches(commands))
 
