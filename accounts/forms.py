@@ -9,6 +9,17 @@ from accounts.models import ApiScope, User, default_api_scopes
 from exchange_site.amounts import plain
 
 
+def two_factor_code_field(*, help_text: str) -> forms.CharField:
+    """An optional authenticator-app code beside other fields; the service says when one is needed."""
+    return forms.CharField(
+        required=False,
+        max_length=16,
+        label="Two-factor code",
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
 class SignUpForm(UserCreationForm):
     """A new trader: a username and a password (Django's validators check its strength)."""
 
@@ -31,13 +42,7 @@ class ApiKeyCreateForm(forms.Form):
         help_text="Addresses or networks the key may be used from, one per line or comma-separated "
         "(e.g. 203.0.113.7 or 10.0.0.0/24). Required for withdraw; empty: anywhere.",
     )
-    otp_code = forms.CharField(
-        required=False,
-        max_length=16,
-        label="Two-factor code",
-        help_text="Needed for the withdraw scope.",
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-    )
+    otp_code = two_factor_code_field(help_text="Needed for the withdraw scope.")
 
     def clean_ip_allowlist(self) -> list[str]:
         text = self.cleaned_data.get("ip_allowlist") or ""
@@ -73,12 +78,8 @@ class WithdrawalForm(forms.Form):
         help_text="The address the funds are sent to. Check it: a withdrawal cannot be undone.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    otp_code = forms.CharField(
-        required=False,
-        max_length=16,
-        label="Two-factor code",
-        help_text="The current code from your authenticator app (a recovery code is not accepted here).",
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    otp_code = two_factor_code_field(
+        help_text="The current code from your authenticator app (a recovery code is not accepted here)."
     )
 
     def __init__(self, *args, balances, **kwargs) -> None:

@@ -30,6 +30,11 @@ from accounts.selectors import external_user_id
 from orders.models import OpenOrderCount, Order, Trade
 
 
+def money_state() -> tuple[int, list[tuple[Decimal, Decimal]]]:
+    """Ledger entries counted and every balance (available, locked): equal before and after, no money moved."""
+    return LedgerEntry.objects.count(), list(Balance.objects.order_by("pk").values_list("available", "locked"))
+
+
 def assert_exchange_invariants(driver=None) -> None:
     balances = list(Balance.objects.all())
     assert all(b.available >= 0 and b.locked >= 0 for b in balances), "negative balance"

@@ -11,9 +11,10 @@ from django.db import transaction
 from django.test import Client
 
 from accounts import selectors, services
-from accounts.models import ApiKey, Balance, LedgerEntry, RecoveryCode, TwoFactorDevice
+from accounts.models import ApiKey, RecoveryCode, TwoFactorDevice
 from accounts.tests.two_factor import code_for, enable_two_factor_with_codes, fresh_code
 from exchange_site.errors import ApplicationError
+from tests.invariants import money_state
 from tests.threads import run_at_once
 
 pytestmark = pytest.mark.django_db
@@ -120,7 +121,7 @@ def test_a_recovery_code_does_not_authorise_money_or_two_factor_changes(carol):
     secret, codes = enable_two_factor_with_codes(carol)
     client = Client()
     client.force_login(carol)
-    ledger, balances = LedgerEntry.objects.count(), list(Balance.objects.values_list("available", "locked"))
+    before = money_state()
     page = client.post("/account/withdraw/", {"asset": "BTC", "amount": "1", "address": "bc1q", "otp_code": codes[0]})
     assert page.status_code == 403 and page.context["refusal"].code == "two_factor_code_invalid"
     api = client.post(
@@ -135,10 +136,7 @@ def test_a_recovery_code_does_not_authorise_money_or_two_factor_changes(carol):
     client.post("/account/2fa/disable/", {"code": codes[0]})
     client.post("/account/2fa/recovery-codes/", {"code": codes[0]})
     assert services.two_factor_enabled(carol)
-    assert (LedgerEntry.objects.count(), list(Balance.objects.values_list("available", "locked"))) == (
-        ledger,
-        balances,
-    )
+    assert money_state() == before
     assert not ApiKey.objects.filter(user=carol).exists()
     # None of that spent it (or replaced the set): it still logs in.
     assert selectors.recovery_codes_remaining(user=carol) == 10

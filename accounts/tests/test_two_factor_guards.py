@@ -20,10 +20,11 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.models import Balance, LedgerEntry, TwoFactorDevice
+from accounts.models import Balance, TwoFactorDevice
 from accounts.tests.two_factor import code_for, enable_two_factor, fresh_code
 from exchange_site.errors import ApplicationError
 from tests import figures
+from tests.invariants import money_state
 from tests.signing import signed_request
 from tests.threads import run_at_once
 
@@ -36,10 +37,6 @@ def session(user) -> APIClient:
     client = APIClient()
     client.force_login(user)
     return client
-
-
-def money_state() -> tuple:
-    return LedgerEntry.objects.count(), list(Balance.objects.order_by("pk").values_list("available", "locked"))
 
 
 def error_code(response) -> str:

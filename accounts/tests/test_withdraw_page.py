@@ -8,9 +8,9 @@ import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 
-from accounts.models import Balance, LedgerEntry, TwoFactorDevice
+from accounts.models import Balance, TwoFactorDevice
 from accounts.tests.two_factor import code_for, enable_two_factor, fresh_code
-from tests.invariants import assert_exchange_invariants
+from tests.invariants import assert_exchange_invariants, money_state
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -26,10 +26,6 @@ def page(alice) -> Client:
 
 def btc_available(user) -> Decimal:
     return Balance.objects.get(user=user, asset__symbol="BTC").available
-
-
-def money_state():
-    return LedgerEntry.objects.count(), list(Balance.objects.order_by("pk").values_list("available", "locked"))
 
 
 def flash(response) -> list[str]:

@@ -8,9 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.models import Balance, LedgerEntry
+from accounts.models import Balance
 from accounts.tests.two_factor import enable_two_factor, fresh_code
-from tests.invariants import assert_exchange_invariants
+from tests.invariants import assert_exchange_invariants, money_state
 from tests.signing import signed_request
 
 pytestmark = pytest.mark.django_db
@@ -35,15 +35,11 @@ def btc_available(user) -> Decimal:
     return Balance.objects.get(user=user, asset__symbol="BTC").available
 
 
-def ledger_state():
-    return LedgerEntry.objects.count(), list(Balance.objects.order_by("pk").values_list("available", "locked"))
-
-
 def test_a_session_without_two_factor_cannot_withdraw(session, alice, market):
-    before = ledger_state()
+    before = money_state()
     response = session.post("/api/v1/withdrawals", {"asset": "BTC", "amount": "1", "address": "bc1qxyz"}, format="json")
     assert_error(response, 403, "two_factor_required")
-    assert ledger_state() == before
+    assert money_state() == before
 
 
 def test_a_session_with_two_factor_withdraws_with_a_code(session, alice, market):
@@ -61,11 +57,11 @@ def test_a_session_with_two_factor_withdraws_with_a_code(session, alice, market)
 
 def test_insufficient_funds_change_nothing(session, alice, market):
     secret = enable_two_factor(alice)
-    before = ledger_state()
+    before = money_state()
     data = {"asset": "BTC", "amount": "10.00000001", "address": "bc1qxyz", "otp_code": fresh_code(alice, secret)}
     body = assert_error(session.post("/api/v1/withdrawals", data, format="json"), 400, "insufficient_funds")
     assert body["details"]["asset"] == "BTC"
-    assert ledger_state() == before
+    assert money_state() == before
     assert session.get("/api/v1/withdrawals").json() == []
 
 
@@ -82,10 +78,10 @@ def test_insufficient_funds_change_nothing(session, alice, market):
 )
 def test_bad_requests_are_refused(session, alice, market, data, status, code):
     secret = enable_two_factor(alice)
-    before = ledger_state()
+    before = money_state()
     response = session.post("/api/v1/withdrawals", {**data, "otp_code": fresh_code(alice, secret)}, format="json")
     assert_error(response, status, code)
-    assert ledger_state() == before
+    assert money_state() == before
 
 
 def test_a_withdraw_key_withdraws_from_its_allowed_address_only(alice, market):
