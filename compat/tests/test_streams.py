@@ -44,9 +44,14 @@ def engine(market):
     return EngineDriver([market])
 
 
+HANDSHAKE_TIMEOUT_S = 5
+
+
 async def connect(path: str) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(application, path)
-    connected, _ = await communicator.connect()
+    # The handshake joins groups on the real Redis channel layer: allow a busy CI machine a few seconds
+    # (a 1 s default once expired mid-handshake, and the consumer left behind stalled the test run).
+    connected, _ = await communicator.connect(timeout=HANDSHAKE_TIMEOUT_S)
     assert connected
     return communicator
 

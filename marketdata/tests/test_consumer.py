@@ -32,9 +32,14 @@ async def _close_consumer_db_connections():
     await sync_to_async(connections.close_all)()
 
 
+HANDSHAKE_TIMEOUT_S = 5
+
+
 async def connect(headers: list[tuple[bytes, bytes]] | None = None, path: str = "/ws") -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
-    connected, _ = await communicator.connect()
+    # The handshake joins groups on the real Redis channel layer: allow a busy CI machine a few seconds
+    # (a 1 s default once expired mid-handshake, and the consumer left behind stalled the test run).
+    connected, _ = await communicator.connect(timeout=HANDSHAKE_TIMEOUT_S)
     assert connected
     return communicator
 
